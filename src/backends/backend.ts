@@ -1,0 +1,29 @@
+import type { Matrix } from '../matrix.js';
+
+export type BackendName = 'onnx' | 'tfjs';
+
+/** A model in memory, ready to predict. Knows nothing of HTTP or of the registry. */
+export interface LoadedModel {
+  /** Number of input columns the model declares, or undefined when its input width is not fixed. */
+  readonly inputWidth: number | undefined;
+  /** One row of output per input row; cols is the number of outputs. */
+  predict(input: Matrix): Promise<Matrix>;
+  /** Frees native memory; the model must not be used afterwards. */
+  dispose(): Promise<void>;
+}
+
+/** One kind of model file: recognises its files in a version folder and loads them. */
+export interface Backend {
+  readonly name: BackendName;
+  /** Whether this version folder (its file names) holds a model of this kind. */
+  claims(files: readonly string[]): boolean;
+  load(dir: string, files: readonly string[]): Promise<LoadedModel>;
+}
+
+/** The rows a backend returned, checked against the rows it was given. */
+export function outputMatrix(data: Float32Array, rows: number): Matrix {
+  if (rows === 0 || data.length % rows !== 0) {
+    throw new Error(`the model returned ${data.length} values for ${rows} rows`);
+  }
+  return { data, rows, cols: data.length / rows };
+}

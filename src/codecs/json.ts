@@ -1,0 +1,85 @@
+import { ApiError } from '../errors.js';
+import type { Prediction } from '../inference.js';
+import { instancesField, type Matrix, matrixToRows, rowsToMatrix } from '../matrix.js';
+
+/** What a prediction request asks for, whatever protocol carried it. */
+export interface PredictionRequest {
+  model: string | undefined;
+  version: number | undefined;
+  /** Column names of the matrix, when the client named them; mapped to the model's order. */
+  features: string[] | undefined;
+  matrix: Matrix;
+}
+
+const NATIVE_FIELDS = new Set(['model', 'version', 'features', 'instances']);
+
+/**
+ * Reads the native JSON body `{model?, version?, features?, instances}`; a bare array of rows is
+ * taken as `instances`. Unknown fields are refused, so that a misspelt `features` cannot silently
+ * leave columns in the wrong order.
+ */
+export function parseNativeBody(body: unknown, maxRows: number): PredictionRequest {
+  if (Array.isArray(body)) {
+    return { model: undefined, version: undefined, features: undefined, matrix: toMatrix(body, maxRows) };
+  }
+  if (body === null || typeof body !== 'object') {
+    throw new ApiError('invalid_body', 'the body must be a JSON object with "instances", or an array of rows', 'body');
+  }
+  const fields = body as Record<string, unknown>;
+  for (const key of Object.keys(fields)) {
+    if (!NATIVE_FIELDS.has(key)) {
+      throw new ApiError('invalid_body', `unknown field; expected one of ${[...NATIVE_FIELDS].join(', ')}`, key);
+    }
+  }
+  if (fields.instances === undefined) throw new ApiError('invalid_body', 'is required', 'instances');
+  return {
+    model: parseModelName(fields.model, 'model'),
+    version: parseVersion(fields.version, 'version'),
+    features: parseFeatureNames(fields.features, 'features'),
+    matrix: toMatrix(fields.instances, maxRows),
+  };
+}
+
+function toMatrix(rows: unknown, maxRows: number): Matrix {
+  return rowsToMatrix(rows, maxRows, 'instances', instancesField);
+}
+
+export function parseModelName(value: unknown, field: string): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string' || value === '') throw new ApiError('invalid_body', 'must be a model name', field);
+  return value;
+}
+
+/** A version is a positive integer, given as a number or a string of digits. */
+export function parseVersion(value: unknown, field: string): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  const version = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
+  if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1) {
+    throw new ApiError('invalid_body', 'must be a positive integer', field);
+  }
+  return version;
+}
+
+export function parseFeatureNames(value: unknown, field: string): string[] | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!Array.isArray(value) || value.some((name) => typeof name !== 'string')) {
+    throw new ApiError('invalid_body', 'must be an array of feature names', field);
+  }
+  return value as string[];
+}
+
+/** The JSON answer to a prediction: one number per row, or one array per row with named outputs. */
+export function predictionBody(prediction: Prediction): PredictionBody {
+  const { model, result } = prediction;
+  const predictions = matrixToRows(result);
+  return result.cols === 1
+    ? { model: model.name, version: model.version, predictions }
+    : { model: model.name, version: model.version, predictions, outputs: model.outputs };
+}
+
+export interface PredictionBody {
+  model: string;
+  version: number;
+  predictions: number[] | number[][];
+  outputs?: readonly string[];
+}

@@ -1,0 +1,76 @@
+import { z } from 'zod';
+
+const MEBIBYTE = 1024 * 1024;
+
+/** The media types /invocations can answer with, in the order tried when Accept allows any. */
+export const RESPONSE_MEDIA_TYPES = ['application/json', 'text/csv', 'application/jsonlines'] as const;
+export type ResponseMediaType = (typeof RESPONSE_MEDIA_TYPES)[number];
+
+const positiveInt = z.coerce.number().int().positive();
+const optionalString = z
+  .string()
+  .trim()
+  .transform((value) => (value === '' ? undefined : value))
+  .optional();
+
+/**
+ * Every knob the service reads from the environment. Each one is documented in the README's
+ * configuration table; keep the two in step.
+ */
+const envSchema = z.object({
+  PORT: positiveInt.max(65535).optional(),
+  SAGEMAKER_BIND_TO_PORT: positiveInt.max(65535).optional(),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  MODEL_REPOSITORY: z.string().min(1).default('./models'),
+  MODEL_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_" or "-", starting with a letter or digit')
+    .default('model'),
+  DEFAULT_MODEL: optionalString,
+  MAX_ROWS: positiveInt.default(100_000),
+  MAX_BODY_BYTES: positiveInt.optional(),
+  SAGEMAKER_MAX_PAYLOAD_IN_MB: positiveInt.optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  SLOW_REQUEST_MS: positiveInt.default(1000),
+  SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: z.enum(RESPONSE_MEDIA_TYPES).default('application/json'),
+});
+
+export interface Config {
+  port: number;
+  host: string;
+  modelRepository: string;
+  modelName: string;
+  defaultModel: string | undefined;
+  maxRows: number;
+  maxBodyBytes: number;
+  logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+  slowRequestMs: number;
+  defaultAccept: ResponseMediaType;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Reads the configuration from environment variables; throws a ConfigError naming every bad one. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const blankless = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
+  const parsed = envSchema.safeParse(blankless);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  const e = parsed.data;
+  return {
+    port: e.PORT ?? e.SAGEMAKER_BIND_TO_PORT ?? 8080,
+    host: e.HOST,
+    modelRepository: e.MODEL_REPOSITORY,
+    modelName: e.MODEL_NAME,
+    defaultModel: e.DEFAULT_MODEL,
+    maxRows: e.MAX_ROWS,
+    maxBodyBytes: e.MAX_BODY_BYTES ?? (e.SAGEMAKER_MAX_PAYLOAD_IN_MB ?? 6) * MEBIBYTE,
+    logLevel: e.LOG_LEVEL,
+    slowRequestMs: e.SLOW_REQUEST_MS,
+    defaultAccept: e.SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT,
+  };
+}

@@ -1,0 +1,56 @@
+/**
+ * The error catalogue: every error a client can receive, with its stable code and HTTP status.
+ * Clients match on `code`; messages may change wording, codes never do.
+ */
+export const ERRORS = {
+  invalid_json: 400,
+  invalid_csv: 400,
+  invalid_jsonlines: 400,
+  invalid_body: 400,
+  empty_matrix: 400,
+  ragged_rows: 400,
+  wrong_width: 400,
+  not_a_number: 400,
+  non_finite_value: 400,
+  unknown_feature: 400,
+  missing_feature: 400,
+  duplicate_feature: 400,
+  model_required: 400,
+  unknown_model: 404,
+  unknown_version: 404,
+  not_found: 404,
+  not_acceptable: 406,
+  body_too_large: 413,
+  too_many_rows: 413,
+  unsupported_media_type: 415,
+  not_ready: 503,
+  prediction_failed: 500,
+  internal_error: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; field?: string };
+}
+
+/** An error meant for the client: its message and field are safe to show. */
+export class ApiError extends Error {
+  override name = 'ApiError';
+  readonly statusCode: number;
+
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+    this.statusCode = ERRORS[code];
+  }
+
+  toBody(): ErrorBody {
+    return this.field === undefined
+      ? { error: { code: this.code, message: this.message } }
+      : { error: { code: this.code, message: this.message, field: this.field } };
+  }
+}

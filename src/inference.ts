@@ -1,0 +1,91 @@
+import type { PredictionRequest } from './codecs/json.js';
+import { ApiError } from './errors.js';
+import type { Matrix } from './matrix.js';
+import type { ModelVersion } from './registry/loader.js';
+import type { ModelRegistry } from './registry/registry.js';
+
+export interface Prediction {
+  model: ModelVersion;
+  /** One row per input row, one column per entry of model.outputs. */
+  result: Matrix;
+}
+
+/**
+ * Runs one prediction request against the registry, whatever protocol it came from: picks the
+ * model, puts the columns in the model's order, checks the width and predicts.
+ */
+export async function predict(registry: ModelRegistry, request: PredictionRequest): Promise<Prediction> {
+  const handle = registry.acquire(request.model, request.version);
+  try {
+    const { model } = handle;
+    const input =
+      request.features === undefined
+        ? request.matrix
+        : reorderColumns(request.matrix, request.features, model.features);
+    if (input.cols !== model.features.length) {
+      throw new ApiError(
+        'wrong_width',
+        `rows have ${input.cols} values; model "${model.name}" version ${model.version} takes ${model.features.length} (${model.features.join(', ')})`,
+        'instances',
+      );
+    }
+    let result: Matrix;
+    try {
+      result = await model.model.predict(input);
+    } catch (error) {
+      throw new PredictionError(model, error);
+    }
+    return { model, result };
+  } finally {
+    handle.release();
+  }
+}
+
+/** A backend failed on input that passed validation: a server-side fault, logged with its cause. */
+export class PredictionError extends ApiError {
+  constructor(
+    model: ModelVersion,
+    override readonly cause: unknown,
+  ) {
+    super('prediction_failed', `model "${model.name}" version ${model.version} failed to predict`);
+  }
+}
+
+/**
+ * Moves the columns of a matrix, named by `given`, into the order of `wanted`. Every wanted name
+ * must be given exactly once, and nothing else.
+ */
+export function reorderColumns(matrix: Matrix, given: readonly string[], wanted: readonly string[]): Matrix {
+  if (given.length !== matrix.cols) {
+    throw new ApiError('wrong_width', `names ${given.length} features but rows have ${matrix.cols} values`, 'features');
+  }
+  const position = new Map<string, number>();
+  for (const [index, name] of given.entries()) {
+    if (position.has(name)) throw new ApiError('duplicate_feature', `"${name}" is named twice`, 'features');
+    position.set(name, index);
+  }
+  const unknown = given.filter((name) => !wanted.includes(name));
+  if (unknown.length > 0) {
+    throw new ApiError(
+      'unknown_feature',
+      `the model has no feature ${quoted(unknown)}; it takes ${quoted(wanted)}`,
+      'features',
+    );
+  }
+  const missing = wanted.filter((name) => !position.has(name));
+  if (missing.length > 0) throw new ApiError('missing_feature', `missing ${quoted(missing)}`, 'features');
+
+  const order = wanted.map((name) => position.get(name) as number);
+  if (order.every((from, to) => from === to)) return matrix;
+  const { data, rows, cols } = matrix;
+  const out = new Float32Array(data.length);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let c = 0; c < cols; c++) out[base + c] = data[base + (order[c] as number)] as number;
+  }
+  return { data: out, rows, cols };
+}
+
+function quoted(names: readonly string[]): string {
+  return names.map((name) => `"${name}"`).join(', ');
+}

@@ -1,0 +1,82 @@
+import { ApiError } from './errors.js';
+
+/** A row-major matrix of float32 values: one row per pod, one column per feature or output. */
+export interface Matrix {
+  readonly data: Float32Array;
+  readonly rows: number;
+  readonly cols: number;
+}
+
+/** Names the place of a value in the request, for error messages: a row, or a cell when col is given. */
+export type FieldNamer = (row: number, col?: number) => string;
+
+export const instancesField: FieldNamer = (row, col) =>
+  col === undefined ? `instances[${row}]` : `instances[${row}][${col}]`;
+
+/** Checks that the matrix has rows and at most maxRows of them. */
+export function checkRowCount(rows: number, maxRows: number, field: string): void {
+  if (rows === 0) throw new ApiError('empty_matrix', 'the request holds no rows', field);
+  if (rows > maxRows) {
+    throw new ApiError('too_many_rows', `the request holds more than ${maxRows} rows (MAX_ROWS)`, field);
+  }
+}
+
+/**
+ * Turns decoded rows (arrays of numbers, as JSON gives them) into a Matrix, rejecting anything
+ * that is not a rectangular array of finite numbers.
+ */
+export function rowsToMatrix(rows: unknown, maxRows: number, field: string, fieldOf: FieldNamer): Matrix {
+  if (!Array.isArray(rows)) {
+    throw new ApiError('invalid_body', 'must be an array of rows, each an array of numbers', field);
+  }
+  checkRowCount(rows.length, maxRows, field);
+  const first: unknown = rows[0];
+  const cols = Array.isArray(first) ? first.length : 0;
+  const data = new Float32Array(rows.length * cols);
+  for (let r = 0; r < rows.length; r++) {
+    const row: unknown = rows[r];
+    if (!Array.isArray(row)) {
+      throw new ApiError('invalid_body', 'must be an array of numbers (one row per pod)', fieldOf(r));
+    }
+    if (row.length !== cols) {
+      throw new ApiError('ragged_rows', `has ${row.length} values where row 0 has ${cols}`, fieldOf(r));
+    }
+    for (let c = 0; c < cols; c++) {
+      const value: unknown = row[c];
+      if (typeof value !== 'number') {
+        throw new ApiError('not_a_number', `must be a number, got ${describe(value)}`, fieldOf(r, c));
+      }
+      if (!Number.isFinite(value)) {
+        throw new ApiError('non_finite_value', 'must be a finite number', fieldOf(r, c));
+      }
+      data[r * cols + c] = value;
+    }
+  }
+  if (cols === 0) throw new ApiError('empty_matrix', 'the rows hold no values', fieldOf(0));
+  return { data, rows: rows.length, cols };
+}
+
+/** The matrix's rows as plain arrays: one number per row for one column, else one array per row. */
+export function matrixToRows(matrix: Matrix): number[] | number[][] {
+  const { data, rows, cols } = matrix;
+  if (cols === 1) return Array.from(data);
+  const out: number[][] = new Array(rows);
+  for (let r = 0; r < rows; r++) out[r] = Array.from(data.subarray(r * cols, (r + 1) * cols));
+  return out;
+}
+
+/** Formats each row as one line of text; the result ends with a newline. */
+export function formatRows(matrix: Matrix, formatRow: (row: Float32Array) => string): string {
+  const { data, rows, cols } = matrix;
+  const lines: string[] = new Array(rows);
+  for (let r = 0; r < rows; r++) lines[r] = formatRow(data.subarray(r * cols, (r + 1) * cols));
+  return `${lines.join('\n')}\n`;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'string')
+    return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
+  return typeof value === 'object' ? 'an object' : typeof value;
+}

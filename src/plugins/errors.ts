@@ -1,0 +1,54 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import { ApiError } from '../errors.js';
+import { PredictionError } from '../inference.js';
+
+/**
+ * Turns every failure into the catalogue's JSON body. Client errors carry their message; anything
+ * unexpected is logged with its stack and answered with a generic 500, never the stack itself.
+ */
+export default fp(
+  async function errorReplies(app: FastifyInstance) {
+    app.setErrorHandler((error, request, reply) => {
+      const apiError = toApiError(error as FastifyError, app.initialConfig.bodyLimit ?? 0);
+      if (apiError.statusCode >= 500) {
+        const cause = error instanceof PredictionError ? error.cause : error;
+        request.log.error({ err: cause, url: request.url }, apiError.message);
+      } else {
+        request.log.debug({ code: apiError.code, field: apiError.field, url: request.url }, apiError.message);
+      }
+      return reply.code(apiError.statusCode).type('application/json').send(apiError.toBody());
+    });
+
+    app.setNotFoundHandler((request, reply) => {
+      const error = new ApiError('not_found', `no route ${request.method} ${request.url.split('?')[0]}`);
+      return reply.code(error.statusCode).send(error.toBody());
+    });
+  },
+  { name: 'error-replies' },
+);
+
+/** Maps Fastify's own request errors (body parsing, limits) onto the catalogue. */
+export function toApiError(error: FastifyError, bodyLimit: number): ApiError {
+  if (error instanceof ApiError) return error;
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new ApiError('body_too_large', `the body is larger than ${bodyLimit} bytes (MAX_BODY_BYTES)`, 'body');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new ApiError('unsupported_media_type', 'unsupported Content-Type', 'content-type');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new ApiError('invalid_json', 'the JSON body is empty', 'body');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new ApiError(
+        'invalid_json',
+        'the body is not valid JSON (or has a forbidden key such as __proto__)',
+        'body',
+      );
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new ApiError('invalid_body', 'the Content-Length does not match the body', 'content-length');
+  }
+  if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
+    return new ApiError('invalid_body', error.message, 'body');
+  }
+  return new ApiError('internal_error', 'internal error');
+}

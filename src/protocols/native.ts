@@ -1,0 +1,55 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { parseNativeBody, predictionBody } from '../codecs/json.js';
+import { ApiError } from '../errors.js';
+import { predict } from '../inference.js';
+import type { ModelSnapshot } from '../registry/registry.js';
+
+/** wattserve's own protocol: JSON prediction and a read-only view of the loaded models. */
+export default async function nativeProtocol(app: FastifyInstance) {
+  const { maxRows } = app.config;
+
+  app.post('/predict', predictRoute);
+  app.post('/predict/:model', predictRoute);
+
+  async function predictRoute(request: FastifyRequest<{ Params: { model?: string } }>) {
+    if (typeof request.body === 'string') {
+      throw new ApiError(
+        'unsupported_media_type',
+        '/predict takes application/json; send CSV or JSON Lines to /invocations',
+        'content-type',
+      );
+    }
+    const body = parseNativeBody(request.body, maxRows);
+    const fromPath = request.params.model;
+    if (fromPath !== undefined && body.model !== undefined && body.model !== fromPath) {
+      throw new ApiError('invalid_body', `names model "${body.model}" but the URL names "${fromPath}"`, 'model');
+    }
+    return predictionBody(await predict(app.models, { ...body, model: fromPath ?? body.model }));
+  }
+
+  app.get('/models', async () => ({ models: app.models.list().map(describeModel) }));
+
+  app.get<{ Params: { name: string } }>('/models/:name', async (request) => {
+    const snapshot = app.models.get(request.params.name);
+    if (snapshot === undefined) {
+      throw new ApiError('unknown_model', `no model named "${request.params.name}" is loaded`, 'name');
+    }
+    return describeModel(snapshot);
+  });
+}
+
+/** A model as GET /models shows it; modelName and modelUrl are the names SageMaker clients read. */
+export function describeModel(snapshot: ModelSnapshot) {
+  const { serving } = snapshot;
+  return {
+    name: snapshot.name,
+    version: serving.version,
+    versions: [...snapshot.versions.keys()].sort((a, b) => a - b),
+    backend: serving.backend,
+    features: serving.features,
+    outputs: serving.outputs,
+    ...(serving.description === undefined ? {} : { description: serving.description }),
+    modelName: snapshot.name,
+    modelUrl: serving.location,
+  };
+}

@@ -1,0 +1,77 @@
+import type { BackendName, LoadedModel } from '../backends/backend.js';
+import { backendFor } from '../backends/index.js';
+import type { Matrix } from '../matrix.js';
+import { readMetadata } from './metadata.js';
+import type { VersionSource } from './repository.js';
+
+/** A model version that loaded, passed its checks and can serve. */
+export interface ModelVersion {
+  readonly name: string;
+  readonly version: number;
+  readonly backend: BackendName;
+  /** Input column names, in the order the model takes them. */
+  readonly features: readonly string[];
+  /** Output column names, one per value the model returns for a row. */
+  readonly outputs: readonly string[];
+  readonly location: string;
+  readonly description: string | undefined;
+  readonly model: LoadedModel;
+  readonly loadedAt: Date;
+}
+
+/**
+ * Loads one version and checks it before it may serve: its declared features match the model's
+ * input width, and a warm-up prediction on a sample row gives finite numbers of the declared shape.
+ * Anything wrong throws, with the model already disposed.
+ */
+export async function loadVersion(source: VersionSource): Promise<ModelVersion> {
+  const backend = backendFor(source.files);
+  const metadata = await readMetadata(source.dir, source.files);
+  const model = await backend.load(source.dir, source.files);
+  try {
+    const features = featureNames(metadata.features, model.inputWidth);
+    const sample = await model.predict(zeroRow(features.length));
+    const outputs = outputNames(metadata.outputs, sample);
+    return {
+      name: source.name,
+      version: source.version,
+      backend: backend.name,
+      features,
+      outputs,
+      location: source.location,
+      description: metadata.description,
+      model,
+      loadedAt: new Date(),
+    };
+  } catch (error) {
+    await model.dispose();
+    throw error;
+  }
+}
+
+export function featureNames(declared: string[] | undefined, inputWidth: number | undefined): string[] {
+  if (declared === undefined) {
+    if (inputWidth === undefined) {
+      throw new Error('the model does not fix its input width; list its features in metadata.json');
+    }
+    return Array.from({ length: inputWidth }, (_, i) => `f${i}`);
+  }
+  if (inputWidth !== undefined && declared.length !== inputWidth) {
+    throw new Error(`metadata.json lists ${declared.length} features but the model takes ${inputWidth} inputs`);
+  }
+  return declared;
+}
+
+export function outputNames(declared: string[] | undefined, sample: Matrix): string[] {
+  if (sample.rows !== 1) throw new Error(`warm-up: the model returned ${sample.rows} rows for 1`);
+  if (!sample.data.every(Number.isFinite)) throw new Error('warm-up: the model returned non-finite values');
+  if (declared === undefined) return Array.from({ length: sample.cols }, (_, i) => `y${i}`);
+  if (declared.length !== sample.cols) {
+    throw new Error(`metadata.json lists ${declared.length} outputs but the model returns ${sample.cols}`);
+  }
+  return declared;
+}
+
+function zeroRow(width: number): Matrix {
+  return { data: new Float32Array(width), rows: 1, cols: width };
+}

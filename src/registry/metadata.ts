@@ -1,0 +1,51 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+
+export const METADATA_FILE = 'metadata.json';
+
+const name = z.string().min(1);
+const outputSpec = z.union([name, z.object({ name, unit: z.string().optional() })]);
+
+const metadataSchema = z.looseObject({
+  features: z
+    .array(name)
+    .min(1)
+    .refine((names) => new Set(names).size === names.length, 'feature names must be unique')
+    .optional(),
+  outputs: z.array(outputSpec).min(1).optional(),
+  description: z.string().optional(),
+  source: z.string().optional(),
+});
+
+export interface ModelMetadata {
+  features: string[] | undefined;
+  outputs: string[] | undefined;
+  description: string | undefined;
+  source: string | undefined;
+}
+
+/** Reads the optional metadata.json beside a model; a missing file means no metadata. */
+export async function readMetadata(dir: string, files: readonly string[]): Promise<ModelMetadata> {
+  if (!files.includes(METADATA_FILE)) {
+    return { features: undefined, outputs: undefined, description: undefined, source: undefined };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(path.join(dir, METADATA_FILE), 'utf8'));
+  } catch (error) {
+    throw new Error(`${METADATA_FILE} is not valid JSON: ${(error as Error).message}`);
+  }
+  const parsed = metadataSchema.safeParse(json);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    throw new Error(`${METADATA_FILE} is invalid: ${problems.join('; ')}`);
+  }
+  const m = parsed.data;
+  return {
+    features: m.features,
+    outputs: m.outputs?.map((output) => (typeof output === 'string' ? output : output.name)),
+    description: m.description,
+    source: m.source,
+  };
+}

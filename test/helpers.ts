@@ -1,0 +1,82 @@
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import { afterEach } from 'vitest';
+import { buildApp } from '../src/app.js';
+import { type Config, loadConfig } from '../src/config.js';
+import { ApiError } from '../src/errors.js';
+
+export const SHIPPED_MODELS = fileURLToPath(new URL('../models', import.meta.url));
+export const LINEAR = 'pod-power-linear';
+export const MLP = 'pod-power-mlp';
+
+/** Feature names of the shipped models, in their order. */
+export const FEATURES = [
+  'bpf_cpu_time_ms',
+  'cpu_cycles',
+  'cpu_instructions',
+  'cache_miss',
+  'cgroupfs_cpu_usage_us',
+  'cgroupfs_system_cpu_usage_us',
+  'cgroupfs_memory_usage_bytes',
+  'bpf_net_rx_irq',
+];
+
+/** Plausible pods: a busy one, a light one, an idle one. */
+export const PODS = [
+  [3600, 1.1e10, 1.9e10, 2.1e8, 3.5e6, 4e5, 2.5e9, 900],
+  [450, 1.2e9, 1.6e9, 9e6, 4.4e5, 3e4, 3e8, 40],
+  [0, 0, 0, 0, 0, 0, 6e7, 0],
+];
+
+export function testConfig(env: Record<string, string> = {}): Config {
+  return loadConfig({ MODEL_REPOSITORY: SHIPPED_MODELS, LOG_LEVEL: 'silent', ...env });
+}
+
+const apps: FastifyInstance[] = [];
+const folders: string[] = [];
+
+/** An app over the given repository (the shipped models by default), closed after the test. */
+export async function startApp(env: Record<string, string> = {}): Promise<FastifyInstance> {
+  const app = await buildApp(testConfig(env));
+  apps.push(app);
+  await app.ready();
+  return app;
+}
+
+/**
+ * A model repository in a temporary folder, removed after the test. Each key is a path inside
+ * it; a value is file content, or `{ model }` to copy that shipped model's version 1 folder there.
+ */
+export async function makeRepository(entries: Record<string, string | Uint8Array | { model: string }>): Promise<string> {
+  const root = await mkdtemp(path.join(tmpdir(), 'wattserve-repo-'));
+  folders.push(root);
+  for (const [relative, content] of Object.entries(entries)) {
+    const target = path.join(root, relative);
+    if (typeof content === 'object' && 'model' in content) {
+      await cp(path.join(SHIPPED_MODELS, content.model, '1'), target, { recursive: true });
+    } else {
+      await mkdir(path.dirname(target), { recursive: true });
+      await writeFile(target, content);
+    }
+  }
+  return root;
+}
+
+afterEach(async () => {
+  await Promise.all(apps.splice(0).map((app) => app.close()));
+  await Promise.all(folders.splice(0).map((folder) => rm(folder, { recursive: true, force: true })));
+});
+
+/** The catalogue error a call throws, as a client would see it; fails the test when it throws none. */
+export function apiErrorOf(call: () => unknown): { code: string; field: string | undefined; status: number } {
+  try {
+    call();
+  } catch (error) {
+    if (error instanceof ApiError) return { code: error.code, field: error.field, status: error.statusCode };
+    throw error;
+  }
+  throw new Error('expected an ApiError, but the call succeeded');
+}
