@@ -6,5 +6,6 @@ export default defineConfig({
     // Model loading (onnxruntime, tfjs wasm) and the spawned-server tests take a few seconds.
     testTimeout: 30_000,
     hookTimeout: 30_000,
+    reporters: ['default', './test/reporters/closing-line.ts'],
   },
 });

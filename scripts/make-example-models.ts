@@ -11,10 +11,9 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import MLR from 'ml-regression-multivariate-linear';
-import onnxProto from 'onnx-proto';
+import { linearOnnxModel } from './onnx-linear.js';
 import { columnStats, FEATURES, samplePods } from './synthetic-pods.js';
 
-const { onnx } = onnxProto;
 const SEED = 20261123;
 const TRAIN_ROWS = 4000;
 const TEST_ROWS = 1000;
@@ -43,27 +42,14 @@ async function writeLinear(): Promise<void> {
     scaled.reduce((sum, w, c) => sum + (w * (mean[c] ?? 0)) / (std[c] ?? 1), 0);
   const predictRaw = (row: readonly number[]) => row.reduce((sum, value, c) => sum + value * (weights[c] ?? 0), bias);
 
-  const float = onnx.TensorProto.DataType.FLOAT;
-  const model = onnx.ModelProto.create({
-    irVersion: 8,
-    producerName: 'wattserve scripts/make-example-models.ts',
-    opsetImport: [{ domain: '', version: 13 }],
-    graph: {
-      name: 'pod_power_linear',
-      node: [
-        { opType: 'MatMul', input: ['input', 'weights'], output: ['weighted'], name: 'matmul' },
-        { opType: 'Add', input: ['weighted', 'bias'], output: ['power'], name: 'add_bias' },
-      ],
-      initializer: [
-        { name: 'weights', dataType: float, dims: [FEATURES.length, 1], floatData: weights },
-        { name: 'bias', dataType: float, dims: [1], floatData: [bias] },
-      ],
-      input: [tensorInfo('input', ['pods', FEATURES.length])],
-      output: [tensorInfo('power', ['pods', 1])],
-    },
+  const model = linearOnnxModel({
+    weights: weights.map((w) => [w]),
+    bias: [bias],
+    graphName: 'pod_power_linear',
+    outputName: 'power',
   });
   const dir = await versionDir('pod-power-linear');
-  await writeFile(path.join(dir, 'model.onnx'), onnx.ModelProto.encode(model).finish());
+  await writeFile(path.join(dir, 'model.onnx'), model);
   await writeMetadata(dir, 'Linear regression of pod power on Kepler-style counters (ONNX).', predictRaw);
 }
 
@@ -139,18 +125,6 @@ function mlp(inputs: number, outputs: number): tf.Sequential {
       tf.layers.dense({ units: outputs, activation: 'softplus', kernelInitializer: init(3), name: 'power' }),
     ],
   });
-}
-
-function tensorInfo(name: string, shape: Array<string | number>) {
-  return {
-    name,
-    type: {
-      tensorType: {
-        elemType: onnx.TensorProto.DataType.FLOAT,
-        shape: { dim: shape.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d })) },
-      },
-    },
-  };
 }
 
 async function versionDir(name: string): Promise<string> {

@@ -50,7 +50,9 @@ export async function startApp(env: Record<string, string> = {}): Promise<Fastif
  * A model repository in a temporary folder, removed after the test. Each key is a path inside
  * it; a value is file content, or `{ model }` to copy that shipped model's version 1 folder there.
  */
-export async function makeRepository(entries: Record<string, string | Uint8Array | { model: string }>): Promise<string> {
+export async function makeRepository(
+  entries: Record<string, string | Uint8Array | { model: string }>,
+): Promise<string> {
   const root = await mkdtemp(path.join(tmpdir(), 'wattserve-repo-'));
   folders.push(root);
   for (const [relative, content] of Object.entries(entries)) {

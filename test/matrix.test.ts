@@ -30,7 +30,11 @@ describe('rows of numbers into a matrix', () => {
   });
 
   it('refuses more rows than the limit with a 413', () => {
-    expect(apiErrorOf(() => toMatrix([[1], [2], [3]], 2))).toEqual({ code: 'too_many_rows', field: 'instances', status: 413 });
+    expect(apiErrorOf(() => toMatrix([[1], [2], [3]], 2))).toEqual({
+      code: 'too_many_rows',
+      field: 'instances',
+      status: 413,
+    });
   });
 
   it('gives single-output results as plain numbers and multi-output ones as rows', () => {

@@ -4,6 +4,8 @@ export type BackendName = 'onnx' | 'tfjs';
 
 /** A model in memory, ready to predict. Knows nothing of HTTP or of the registry. */
 export interface LoadedModel {
+  /** What computes the predictions, for the logs (e.g. "tfjs wasm"). */
+  readonly runtime: string;
   /** Number of input columns the model declares, or undefined when its input width is not fixed. */
   readonly inputWidth: number | undefined;
   /** One row of output per input row; cols is the number of outputs. */

@@ -49,6 +49,7 @@ function onnxModel(session: ort.InferenceSession): LoadedModel {
       : (m: Matrix) => new ort.Tensor('float64', Float64Array.from(m.data), [m.rows, m.cols]);
 
   return {
+    runtime: 'onnxruntime cpu',
     inputWidth: typeof width === 'number' && width > 0 ? width : undefined,
     async predict(matrix) {
       const results = await session.run({ [inputName]: toInput(matrix) }, [outputName]);

@@ -10,10 +10,10 @@ export const tfjsBackend: Backend = {
   name: 'tfjs',
   claims: (files) => files.includes(MODEL_FILE),
   async load(dir) {
-    await tfjsRuntime();
+    const runtime = await tfjsRuntime();
     const model = await tf.loadLayersModel(fileLoader(dir));
     try {
-      return layersModel(model);
+      return layersModel(model, `tfjs ${runtime}`);
     } catch (error) {
       model.dispose();
       throw error;
@@ -21,7 +21,7 @@ export const tfjsBackend: Backend = {
   },
 };
 
-function layersModel(model: tf.LayersModel): LoadedModel {
+function layersModel(model: tf.LayersModel, runtime: string): LoadedModel {
   if (model.inputs.length !== 1 || model.outputs.length !== 1) {
     throw new Error('the model must have exactly one input and one output');
   }
@@ -31,6 +31,7 @@ function layersModel(model: tf.LayersModel): LoadedModel {
   }
   const width = inputShape[1];
   return {
+    runtime,
     inputWidth: typeof width === 'number' ? width : undefined,
     async predict(matrix) {
       const output = tf.tidy(() => {

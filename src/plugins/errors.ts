@@ -35,7 +35,11 @@ export function toApiError(error: FastifyError, bodyLimit: number): ApiError {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new ApiError('body_too_large', `the body is larger than ${bodyLimit} bytes (MAX_BODY_BYTES)`, 'body');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new ApiError('unsupported_media_type', 'unsupported Content-Type', 'content-type');
+      return new ApiError(
+        'unsupported_media_type',
+        'missing or unsupported Content-Type; send application/json, text/csv or application/jsonlines',
+        'content-type',
+      );
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new ApiError('invalid_json', 'the JSON body is empty', 'body');
     case 'FST_ERR_CTP_INVALID_JSON_BODY':

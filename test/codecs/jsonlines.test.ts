@@ -20,7 +20,10 @@ describe('JSON Lines bodies', () => {
   });
 
   it('stops at the row limit with a 413', () => {
-    expect(apiErrorOf(() => parseJsonLines('[1]\n[2]\n[3]\n', 2))).toMatchObject({ code: 'too_many_rows', status: 413 });
+    expect(apiErrorOf(() => parseJsonLines('[1]\n[2]\n[3]\n', 2))).toMatchObject({
+      code: 'too_many_rows',
+      status: 413,
+    });
   });
 
   it('writes one array per row', () => {

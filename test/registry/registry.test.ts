@@ -1,0 +1,93 @@
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { ModelRegistry } from '../../src/registry/registry.js';
+import { scanRepository } from '../../src/registry/repository.js';
+import { apiErrorOf, LINEAR, MLP, makeRepository } from '../helpers.js';
+
+const silent = pino({ level: 'silent' });
+
+async function registryOver(entries: Parameters<typeof makeRepository>[0], defaultModel?: string) {
+  const registry = new ModelRegistry({ defaultModel, log: silent });
+  await registry.loadAll(await scanRepository(await makeRepository(entries), 'model'));
+  return registry;
+}
+
+describe('the model registry', () => {
+  it('serves the highest version and keeps the others reachable by number', async () => {
+    const registry = await registryOver({ 'm/1': { model: LINEAR }, 'm/2': { model: MLP } });
+    const latest = registry.acquire('m', undefined);
+    const pinned = registry.acquire('m', 1);
+    expect([latest.model.version, latest.model.backend]).toEqual([2, 'tfjs']);
+    expect([pinned.model.version, pinned.model.backend]).toEqual([1, 'onnx']);
+    latest.release();
+    pinned.release();
+    await registry.close();
+  });
+
+  it('skips a broken version, says why, and keeps serving the good one', async () => {
+    const registry = await registryOver({ 'm/1': { model: LINEAR }, 'm/2/model.onnx': 'garbage' });
+    const handle = registry.acquire('m', undefined);
+    expect(handle.model.version).toBe(1);
+    handle.release();
+    expect(registry.failures).toEqual([
+      expect.objectContaining({ name: 'm', version: 2, location: 'm/2', reason: expect.any(String) }),
+    ]);
+    expect(registry.ready).toBe(true);
+    await registry.close();
+  });
+
+  it('is not ready while loading, nor when no model could be loaded', async () => {
+    const registry = new ModelRegistry({ defaultModel: undefined, log: silent });
+    const loading = registry.loadAll(await scanRepository(await makeRepository({ 'm/1': { model: LINEAR } }), 'model'));
+    expect(registry.ready).toBe(false);
+    expect(apiErrorOf(() => registry.acquire(undefined, undefined))).toMatchObject({ code: 'not_ready', status: 503 });
+    await loading;
+    expect(registry.ready).toBe(true);
+    await registry.close();
+
+    const broken = await registryOver({ 'm/1/model.onnx': 'garbage' });
+    expect(broken.ready).toBe(false);
+  });
+
+  it('picks the only model when a request names none', async () => {
+    const registry = await registryOver({ [`${LINEAR}/1`]: { model: LINEAR } });
+    const handle = registry.acquire(undefined, undefined);
+    expect(handle.model.name).toBe(LINEAR);
+    handle.release();
+    await registry.close();
+  });
+
+  it('asks for a name when several models serve, unless a default is configured', async () => {
+    const entries = { [`${LINEAR}/1`]: { model: LINEAR }, [`${MLP}/1`]: { model: MLP } };
+    const ambiguous = await registryOver(entries);
+    const error = apiErrorOf(() => ambiguous.acquire(undefined, undefined));
+    expect(error).toMatchObject({ code: 'model_required', field: 'model', status: 400 });
+    await ambiguous.close();
+
+    const withDefault = await registryOver(entries, MLP);
+    expect(withDefault.acquire(undefined, undefined).model.name).toBe(MLP);
+    await withDefault.close();
+  });
+
+  it('answers unknown models and versions with a 404 that lists what exists', async () => {
+    const registry = await registryOver({ 'm/1': { model: LINEAR } });
+    expect(apiErrorOf(() => registry.acquire('nope', undefined))).toMatchObject({ code: 'unknown_model', status: 404 });
+    expect(() => registry.acquire('nope', undefined)).toThrow('loaded: m');
+    expect(apiErrorOf(() => registry.acquire('m', 7))).toMatchObject({ code: 'unknown_version', status: 404 });
+    expect(() => registry.acquire('m', 7)).toThrow('loaded: 1');
+    await registry.close();
+  });
+
+  it('counts requests holding a version until they release it, once each', async () => {
+    const registry = await registryOver({ 'm/1': { model: LINEAR } });
+    const first = registry.acquire('m', undefined);
+    const second = registry.acquire('m', 1);
+    expect(registry.inFlight(first.model)).toBe(2);
+    first.release();
+    first.release();
+    expect(registry.inFlight(first.model)).toBe(1);
+    second.release();
+    expect(registry.inFlight(first.model)).toBe(0);
+    await registry.close();
+  });
+});

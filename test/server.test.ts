@@ -1,0 +1,91 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { LINEAR, PODS, SHIPPED_MODELS } from './helpers.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const children: ChildProcess[] = [];
+
+async function freePort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  server.close();
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+/** Starts src/server.ts as `npm start` would (through tsx instead of a build), collecting its output. */
+function startServer(env: Record<string, string>) {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', MODEL_REPOSITORY: SHIPPED_MODELS, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  const output = { stdout: '', stderr: '' };
+  child.stdout?.on('data', (chunk) => (output.stdout += chunk));
+  child.stderr?.on('data', (chunk) => (output.stderr += chunk));
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  return { child, output, exited };
+}
+
+afterEach(() => {
+  for (const child of children.splice(0)) child.kill('SIGKILL');
+});
+
+describe('the server process', () => {
+  it('serves the shipped models on PORT, logs no per-request lines, and stops cleanly on SIGTERM', async () => {
+    const port = await freePort();
+    const { child, output, exited } = startServer({ PORT: String(port) });
+    const base = `http://127.0.0.1:${port}`;
+    await expect
+      .poll(async () => (await fetch(`${base}/ping`).catch(() => undefined))?.status, {
+        timeout: 20_000,
+        interval: 100,
+      })
+      .toBe(200);
+
+    for (let i = 0; i < 5; i++) {
+      const response = await fetch(`${base}/invocations`, {
+        method: 'POST',
+        headers: { 'content-type': 'text/csv', 'x-amzn-sagemaker-target-model': LINEAR },
+        body: PODS.map((row) => row.join(',')).join('\n'),
+      });
+      expect(response.status).toBe(200);
+      expect(((await response.json()) as { predictions: number[] }).predictions).toHaveLength(PODS.length);
+    }
+    expect(output.stdout).toContain('model version loaded');
+    expect(output.stdout).not.toMatch(/incoming request|request completed/);
+
+    child.kill('SIGTERM');
+    const [code] = await exited;
+    expect(code).toBe(0);
+    expect(output.stdout).toContain('shutting down');
+  });
+
+  it('takes SageMaker’s SAGEMAKER_BIND_TO_PORT when PORT is unset', async () => {
+    const port = await freePort();
+    startServer({ SAGEMAKER_BIND_TO_PORT: String(port) });
+    await expect
+      .poll(async () => (await fetch(`http://127.0.0.1:${port}/ping`).catch(() => undefined))?.status, {
+        timeout: 20_000,
+        interval: 100,
+      })
+      .toBe(200);
+  });
+
+  it.each([
+    [{ PORT: 'eighty' }, 'PORT'],
+    [{ MAX_ROWS: '-1' }, 'MAX_ROWS'],
+    [{ MODEL_REPOSITORY: '/nonexistent/models' }, '/nonexistent/models'],
+  ])('refuses to start with %j, saying why', async (env, mentioned) => {
+    const { output, exited } = startServer(env);
+    const [code] = await exited;
+    expect(code).toBe(1);
+    expect(output.stderr).toContain(mentioned);
+    expect(output.stderr).not.toMatch(/\n\s+at /);
+  });
+});
