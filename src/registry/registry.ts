@@ -82,6 +82,7 @@ export class ModelRegistry {
               model: source.name,
               version: source.version,
               backend: loaded.backend,
+              runtime: loaded.model.runtime,
               ms: Math.round(performance.now() - started),
             },
             'model version loaded',
