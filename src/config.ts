@@ -6,12 +6,10 @@ const MEBIBYTE = 1024 * 1024;
 export const RESPONSE_MEDIA_TYPES = ['application/json', 'text/csv', 'application/jsonlines'] as const;
 export type ResponseMediaType = (typeof RESPONSE_MEDIA_TYPES)[number];
 
+/** Model names: what may stand as a folder name in the repository and in a URL. */
+export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
 const positiveInt = z.coerce.number().int().positive();
-const optionalString = z
-  .string()
-  .trim()
-  .transform((value) => (value === '' ? undefined : value))
-  .optional();
 
 /**
  * Every knob the service reads from the environment. Each one is documented in the README's
@@ -24,9 +22,9 @@ const envSchema = z.object({
   MODEL_REPOSITORY: z.string().min(1).default('./models'),
   MODEL_NAME: z
     .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_" or "-", starting with a letter or digit')
+    .regex(MODEL_NAME_PATTERN, 'letters, digits, ".", "_" or "-", starting with a letter or digit')
     .default('model'),
-  DEFAULT_MODEL: optionalString,
+  DEFAULT_MODEL: z.string().optional(),
   MAX_ROWS: positiveInt.default(100_000),
   MAX_BODY_BYTES: positiveInt.optional(),
   SAGEMAKER_MAX_PAYLOAD_IN_MB: positiveInt.optional(),

@@ -13,16 +13,7 @@ export const LINEAR = 'pod-power-linear';
 export const MLP = 'pod-power-mlp';
 
 /** Feature names of the shipped models, in their order. */
-export const FEATURES = [
-  'bpf_cpu_time_ms',
-  'cpu_cycles',
-  'cpu_instructions',
-  'cache_miss',
-  'cgroupfs_cpu_usage_us',
-  'cgroupfs_system_cpu_usage_us',
-  'cgroupfs_memory_usage_bytes',
-  'bpf_net_rx_irq',
-];
+export { FEATURES } from '../scripts/synthetic-pods.js';
 
 /** Plausible pods: a busy one, a light one, an idle one. */
 export const PODS = [

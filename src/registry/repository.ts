@@ -1,6 +1,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { BACKENDS } from '../backends/index.js';
+import { MODEL_NAME_PATTERN } from '../config.js';
 
 /** One model version found on disk. */
 export interface VersionSource {
@@ -12,7 +13,6 @@ export interface VersionSource {
   files: string[];
 }
 
-export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const VERSION_PATTERN = /^[1-9]\d*$/;
 
 export class RepositoryError extends Error {
