@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { Config } from './config.js';
 import contentTypes from './plugins/content-types.js';
-import errorReplies from './plugins/errors.js';
+import errorReplies, { clientErrorReply, frameworkErrorReply } from './plugins/errors.js';
 import modelRegistry from './plugins/registry.js';
 import nativeProtocol from './protocols/native.js';
 import sagemakerProtocol from './protocols/sagemaker.js';
@@ -19,6 +19,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.maxBodyBytes,
     requestIdHeader: 'x-request-id',
+    frameworkErrors: frameworkErrorReply,
+    clientErrorHandler: clientErrorReply,
   });
 
   app.addHook('onResponse', async (request, reply) => {

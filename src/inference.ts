@@ -35,9 +35,22 @@ export async function predict(registry: ModelRegistry, request: PredictionReques
     } catch (error) {
       throw new PredictionError(model, error);
     }
+    checkFinite(result);
     return { model, result };
   } finally {
     handle.release();
+  }
+}
+
+/** Watts must be numbers: inputs far outside what the model was fitted on can overflow float32. */
+function checkFinite(result: Matrix): void {
+  const index = result.data.findIndex((value) => !Number.isFinite(value));
+  if (index !== -1) {
+    const row = Math.floor(index / result.cols);
+    throw new ApiError(
+      'non_finite_prediction',
+      `the model gave a non-finite value for row ${row}; its inputs are probably far outside the training range`,
+    );
   }
 }
 

@@ -7,6 +7,15 @@ export interface Matrix {
   readonly cols: number;
 }
 
+const FLOAT32_MAX = 3.4028234663852886e38;
+
+/** Whether a number survives the float32 conversion models compute in (NaN and ±Infinity do not). */
+export function fitsFloat32(value: number): boolean {
+  return value <= FLOAT32_MAX && value >= -FLOAT32_MAX;
+}
+
+export const NON_FINITE_MESSAGE = 'must be a finite number within the float32 range (±3.4e38)';
+
 /** Names the place of a value in the request, for error messages: a row, or a cell when col is given. */
 export type FieldNamer = (row: number, col?: number) => string;
 
@@ -46,9 +55,7 @@ export function rowsToMatrix(rows: unknown, maxRows: number, field: string, fiel
       if (typeof value !== 'number') {
         throw new ApiError('not_a_number', `must be a number, got ${describe(value)}`, fieldOf(r, c));
       }
-      if (!Number.isFinite(value)) {
-        throw new ApiError('non_finite_value', 'must be a finite number', fieldOf(r, c));
-      }
+      if (!fitsFloat32(value)) throw new ApiError('non_finite_value', NON_FINITE_MESSAGE, fieldOf(r, c));
       data[r * cols + c] = value;
     }
   }

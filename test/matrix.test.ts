@@ -25,6 +25,7 @@ describe('rows of numbers into a matrix', () => {
     ['a nested array', [[[1], 2]], { code: 'not_a_number', field: 'instances[0][0]' }],
     ['Infinity', [[1, Number.POSITIVE_INFINITY]], { code: 'non_finite_value', field: 'instances[0][1]' }],
     ['NaN', [[Number.NaN]], { code: 'non_finite_value', field: 'instances[0][0]' }],
+    ['a number beyond float32', [[1, -1e39]], { code: 'non_finite_value', field: 'instances[0][1]' }],
   ])('refuses %s with a 400 naming the place', (_, rows, expected) => {
     expect(apiErrorOf(() => toMatrix(rows))).toEqual({ ...expected, status: 400 });
   });

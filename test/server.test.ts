@@ -37,34 +37,46 @@ afterEach(() => {
 });
 
 describe('the server process', () => {
-  it('serves the shipped models on PORT, logs no per-request lines, and stops cleanly on SIGTERM', async () => {
-    const port = await freePort();
-    const { child, output, exited } = startServer({ PORT: String(port) });
-    const base = `http://127.0.0.1:${port}`;
-    await expect
-      .poll(async () => (await fetch(`${base}/ping`).catch(() => undefined))?.status, {
-        timeout: 20_000,
-        interval: 100,
-      })
-      .toBe(200);
+  it.each(['SIGTERM', 'SIGINT'] as const)(
+    'serves the shipped models on PORT, logs no per-request lines, and stops cleanly on %s',
+    async (signal) => {
+      const port = await freePort();
+      const { child, output, exited } = startServer({ PORT: String(port), SLOW_REQUEST_MS: '1' });
+      const base = `http://127.0.0.1:${port}`;
+      await expect
+        .poll(async () => (await fetch(`${base}/ping`).catch(() => undefined))?.status, {
+          timeout: 20_000,
+          interval: 100,
+        })
+        .toBe(200);
 
-    for (let i = 0; i < 5; i++) {
-      const response = await fetch(`${base}/invocations`, {
+      for (let i = 0; i < 5; i++) {
+        const response = await fetch(`${base}/invocations`, {
+          method: 'POST',
+          headers: { 'content-type': 'text/csv', 'x-amzn-sagemaker-target-model': LINEAR },
+          body: PODS.map((row) => row.join(',')).join('\n'),
+        });
+        expect(response.status).toBe(200);
+        expect(((await response.json()) as { predictions: number[] }).predictions).toHaveLength(PODS.length);
+      }
+      expect(output.stdout).toContain('model version loaded');
+      expect(output.stdout).not.toMatch(/incoming request|request completed/);
+
+      // 20,000 pods take well over the 1 ms SLOW_REQUEST_MS, so that request is logged as slow.
+      const big = `${(PODS[0] as number[]).join(',')}\n`.repeat(20_000);
+      await fetch(`${base}/invocations`, {
         method: 'POST',
         headers: { 'content-type': 'text/csv', 'x-amzn-sagemaker-target-model': LINEAR },
-        body: PODS.map((row) => row.join(',')).join('\n'),
+        body: big,
       });
-      expect(response.status).toBe(200);
-      expect(((await response.json()) as { predictions: number[] }).predictions).toHaveLength(PODS.length);
-    }
-    expect(output.stdout).toContain('model version loaded');
-    expect(output.stdout).not.toMatch(/incoming request|request completed/);
+      await expect.poll(() => output.stdout).toContain('slow request');
 
-    child.kill('SIGTERM');
-    const [code] = await exited;
-    expect(code).toBe(0);
-    expect(output.stdout).toContain('shutting down');
-  });
+      child.kill(signal);
+      const [code] = await exited;
+      expect(code).toBe(0);
+      expect(output.stdout).toContain('shutting down');
+    },
+  );
 
   it('takes SageMaker’s SAGEMAKER_BIND_TO_PORT when PORT is unset', async () => {
     const port = await freePort();

@@ -44,6 +44,14 @@ function toMatrix(rows: unknown, maxRows: number): Matrix {
   return rowsToMatrix(rows, maxRows, 'instances', instancesField);
 }
 
+/** The model named outside the body (URL or header), which the body may repeat but not contradict. */
+export function modelFromBothPlaces(outside: string, inBody: string | undefined, where: string): string {
+  if (inBody !== undefined && inBody !== outside) {
+    throw new ApiError('invalid_body', `names model "${inBody}" but ${where} names "${outside}"`, 'model');
+  }
+  return outside;
+}
+
 export function parseModelName(value: unknown, field: string): string | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'string' || value === '') throw new ApiError('invalid_body', 'must be a model name', field);

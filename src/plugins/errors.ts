@@ -1,17 +1,19 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { Socket } from 'node:net';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { ApiError } from '../errors.js';
 import { PredictionError } from '../inference.js';
 
 /**
- * Turns every failure into the catalogue's JSON body. Client errors carry their message; anything
- * unexpected is logged with its stack and answered with a generic 500, never the stack itself.
+ * Turns every failure into the catalogue's JSON body. Client errors carry their message; server
+ * faults are logged with their cause and answered with a generic 500, never the stack itself.
  */
 export default fp(
   async function errorReplies(app: FastifyInstance) {
     app.setErrorHandler((error, request, reply) => {
       const apiError = toApiError(error as FastifyError, app.initialConfig.bodyLimit ?? 0);
-      if (apiError.statusCode >= 500) {
+      // 503s (still loading) are expected answers, not faults: only 500s are worth a stack trace.
+      if (apiError.statusCode === 500) {
         const cause = error instanceof PredictionError ? error.cause : error;
         request.log.error({ err: cause, url: request.url }, apiError.message);
       } else {
@@ -55,4 +57,34 @@ export function toApiError(error: FastifyError, bodyLimit: number): ApiError {
     return new ApiError('invalid_body', error.message, 'body');
   }
   return new ApiError('internal_error', 'internal error');
+}
+
+/**
+ * Fastify's routing errors (a URL that does not decode), answered like every other error. Passed
+ * as the `frameworkErrors` option: it runs before any plugin could.
+ */
+export function frameworkErrorReply(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const message = error.code === 'FST_ERR_BAD_URL' ? 'the URL is not valid' : 'the request cannot be routed';
+  reply.code(400).type('application/json').send(new ApiError('bad_request', message).toBody());
+}
+
+/**
+ * Requests Node's HTTP parser rejects before Fastify sees them (malformed request line or headers,
+ * headers over the size limit): a JSON answer, then the connection is closed.
+ */
+export function clientErrorReply(error: NodeJS.ErrnoException, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const apiError =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? new ApiError('headers_too_large', 'the request headers are too large')
+      : new ApiError('bad_request', 'the HTTP request is malformed');
+  const body = JSON.stringify(apiError.toBody());
+  const reason = apiError.statusCode === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
+  socket.end(
+    `HTTP/1.1 ${apiError.statusCode} ${reason}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }

@@ -26,11 +26,11 @@ export default fp<RegistryPluginOptions>(
     const registry = new ModelRegistry({ defaultModel: config.defaultModel, log: app.log });
     app.decorate('models', registry);
     app.decorate('config', config);
-    const sources = await scanRepository(config.modelRepository, config.modelName);
-    if (sources.length === 0)
+    const contents = await scanRepository(config.modelRepository, config.modelName);
+    if (contents.versions.length === 0) {
       app.log.warn({ repository: config.modelRepository }, 'the model repository holds no model');
-
-    const loading = registry.loadAll(sources);
+    }
+    const loading = registry.loadAll(contents);
     if (waitForModels) await loading;
     app.addHook('onClose', async () => {
       await loading;

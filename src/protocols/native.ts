@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { parseNativeBody, predictionBody } from '../codecs/json.js';
+import { modelFromBothPlaces, parseNativeBody, predictionBody } from '../codecs/json.js';
+import { parseContentType } from '../codecs/media-types.js';
 import { ApiError } from '../errors.js';
 import { predict } from '../inference.js';
 import type { ModelSnapshot } from '../registry/registry.js';
@@ -12,7 +13,7 @@ export default async function nativeProtocol(app: FastifyInstance) {
   app.post('/predict/:model', predictRoute);
 
   async function predictRoute(request: FastifyRequest<{ Params: { model?: string } }>) {
-    if (typeof request.body === 'string') {
+    if (parseContentType(request.headers['content-type']).type !== 'application/json') {
       throw new ApiError(
         'unsupported_media_type',
         '/predict takes application/json; send CSV or JSON Lines to /invocations',
@@ -20,11 +21,9 @@ export default async function nativeProtocol(app: FastifyInstance) {
       );
     }
     const body = parseNativeBody(request.body, maxRows);
-    const fromPath = request.params.model;
-    if (fromPath !== undefined && body.model !== undefined && body.model !== fromPath) {
-      throw new ApiError('invalid_body', `names model "${body.model}" but the URL names "${fromPath}"`, 'model');
-    }
-    return predictionBody(await predict(app.models, { ...body, model: fromPath ?? body.model }));
+    const { model: fromPath } = request.params;
+    const model = fromPath === undefined ? body.model : modelFromBothPlaces(fromPath, body.model, 'the URL');
+    return predictionBody(await predict(app.models, { ...body, model }));
   }
 
   app.get('/models', async () => ({ models: app.models.list().map(describeModel) }));
@@ -48,7 +47,7 @@ export function describeModel(snapshot: ModelSnapshot) {
     backend: serving.backend,
     features: serving.features,
     outputs: serving.outputs,
-    ...(serving.description === undefined ? {} : { description: serving.description }),
+    ...serving.about,
     modelName: snapshot.name,
     modelUrl: serving.location,
   };

@@ -1,9 +1,8 @@
-import contentType from 'content-type';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { negotiateResponseType } from '../codecs/accept.js';
 import { formatCsv, parseCsv } from '../codecs/csv.js';
-import { type PredictionRequest, parseNativeBody, predictionBody } from '../codecs/json.js';
+import { modelFromBothPlaces, type PredictionRequest, parseNativeBody, predictionBody } from '../codecs/json.js';
 import { formatJsonLines, parseJsonLines } from '../codecs/jsonlines.js';
+import { negotiateResponseType, parseContentType } from '../codecs/media-types.js';
 import type { ResponseMediaType } from '../config.js';
 import { ApiError } from '../errors.js';
 import { type Prediction, predict } from '../inference.js';
@@ -25,10 +24,13 @@ export default async function sagemakerProtocol(app: FastifyInstance) {
     return reply.code(200).send();
   });
 
-  app.post('/invocations', async (request: FastifyRequest, reply: FastifyReply) => {
+  // Echoed on every answer, errors included, even those given before the body is parsed.
+  app.addHook('onRequest', async (request, reply) => {
     const attributes = request.headers[CUSTOM_ATTRIBUTES];
     if (typeof attributes === 'string') reply.header(CUSTOM_ATTRIBUTES, attributes);
+  });
 
+  app.post('/invocations', async (request: FastifyRequest, reply: FastifyReply) => {
     const accept = request.headers.accept;
     const responseType = negotiateResponseType(accept, defaultAccept);
     if (responseType === undefined) {
@@ -40,7 +42,11 @@ export default async function sagemakerProtocol(app: FastifyInstance) {
     }
     const body = decodeInvocation(request.headers['content-type'], request.body, maxRows);
     const target = request.headers[TARGET_MODEL];
-    const prediction = await predict(app.models, { ...body, model: typeof target === 'string' ? target : body.model });
+    const model =
+      typeof target === 'string'
+        ? modelFromBothPlaces(target, body.model, 'the X-Amzn-SageMaker-Target-Model header')
+        : body.model;
+    const prediction = await predict(app.models, { ...body, model });
     return reply.type(responseType).send(encodePrediction(prediction, responseType));
   });
 }
@@ -65,14 +71,6 @@ export function decodeInvocation(type: string | undefined, body: unknown, maxRow
         `cannot read ${parsed.type}; send text/csv, application/json or application/jsonlines`,
         'content-type',
       );
-  }
-}
-
-function parseContentType(type: string | undefined): contentType.ParsedMediaType {
-  try {
-    return contentType.parse(type ?? '');
-  } catch {
-    throw new ApiError('unsupported_media_type', 'a Content-Type header is required', 'content-type');
   }
 }
 

@@ -14,9 +14,9 @@ export interface ModelVersion {
   /** Output column names, one per value the model returns for a row. */
   readonly outputs: readonly string[];
   readonly location: string;
-  readonly description: string | undefined;
+  /** What metadata.json says of the model, for people: its description and where it came from. */
+  readonly about: { readonly description?: string; readonly source?: string };
   readonly model: LoadedModel;
-  readonly loadedAt: Date;
 }
 
 /**
@@ -39,9 +39,8 @@ export async function loadVersion(source: VersionSource): Promise<ModelVersion> 
       features,
       outputs,
       location: source.location,
-      description: metadata.description,
+      about: metadata.about,
       model,
-      loadedAt: new Date(),
     };
   } catch (error) {
     await model.dispose();

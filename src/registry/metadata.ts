@@ -21,14 +21,13 @@ const metadataSchema = z.looseObject({
 export interface ModelMetadata {
   features: string[] | undefined;
   outputs: string[] | undefined;
-  description: string | undefined;
-  source: string | undefined;
+  about: { description?: string; source?: string };
 }
 
 /** Reads the optional metadata.json beside a model; a missing file means no metadata. */
 export async function readMetadata(dir: string, files: readonly string[]): Promise<ModelMetadata> {
   if (!files.includes(METADATA_FILE)) {
-    return { features: undefined, outputs: undefined, description: undefined, source: undefined };
+    return { features: undefined, outputs: undefined, about: {} };
   }
   let json: unknown;
   try {
@@ -45,7 +44,6 @@ export async function readMetadata(dir: string, files: readonly string[]): Promi
   return {
     features: m.features,
     outputs: m.outputs?.map((output) => (typeof output === 'string' ? output : output.name)),
-    description: m.description,
-    source: m.source,
+    about: { description: m.description, source: m.source },
   };
 }

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { ApiError } from '../errors.js';
 import { loadVersion, type ModelVersion } from './loader.js';
-import type { VersionSource } from './repository.js';
+import type { RepositoryContents } from './repository.js';
 
 /**
  * One model's state. Never mutated: a change builds a new snapshot and replaces the old one in a
@@ -47,9 +47,13 @@ export class ModelRegistry {
     this.#log = options.log;
   }
 
-  /** True once start-up loading is over and at least one model serves. */
+  /**
+   * True once start-up loading is over and models serve: at least one, and the configured default
+   * model among them (else every request that names no model would fail).
+   */
   get ready(): boolean {
-    return !this.#loading && this.#snapshots.size > 0;
+    if (this.#loading || this.#snapshots.size === 0) return false;
+    return this.#defaultModel === undefined || this.#snapshots.has(this.#defaultModel);
   }
 
   get failures(): readonly FailedVersion[] {
@@ -69,10 +73,13 @@ export class ModelRegistry {
    * Loads every version found in the repository, one at a time (loading is CPU-bound and the
    * machine small). A version that fails is logged and skipped; the others still serve.
    */
-  async loadAll(sources: readonly VersionSource[]): Promise<void> {
+  async loadAll(contents: RepositoryContents): Promise<void> {
     this.#loading = true;
+    for (const { location, reason } of contents.unreadable) {
+      this.#log.error({ location, reason }, 'model repository folder skipped');
+    }
     try {
-      for (const source of sources) {
+      for (const source of contents.versions) {
         const started = performance.now();
         try {
           const loaded = await loadVersion(source);
@@ -103,6 +110,9 @@ export class ModelRegistry {
       this.#loading = false;
     }
     if (this.#snapshots.size === 0) this.#log.error('no model could be loaded: the service is not ready');
+    else if (this.#defaultModel !== undefined && !this.#snapshots.has(this.#defaultModel)) {
+      this.#log.error({ defaultModel: this.#defaultModel }, 'DEFAULT_MODEL is not loaded: the service is not ready');
+    }
   }
 
   #add(loaded: ModelVersion): void {
@@ -150,6 +160,7 @@ export class ModelRegistry {
   #resolve(name: string | undefined): ModelSnapshot {
     if (name !== undefined) {
       const snapshot = this.#snapshots.get(name);
+      if (snapshot === undefined && this.#loading) throw new ApiError('not_ready', 'models are still loading');
       if (snapshot === undefined) {
         throw new ApiError('unknown_model', `no model named "${name}" is loaded; loaded: ${this.#names()}`, 'model');
       }

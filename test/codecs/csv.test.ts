@@ -34,6 +34,7 @@ describe('CSV bodies', () => {
     ['NaN', '1\nNaN\n', 'non_finite_value', 'line 2, column 1'],
     ['infinity', '-inf\n', 'non_finite_value', 'line 1, column 1'],
     ['an overflowing number', '1e999\n', 'non_finite_value', 'line 1, column 1'],
+    ['a number beyond float32', '1,3.5e38\n', 'non_finite_value', 'line 1, column 2'],
     ['an unclosed quote', '1,"2\n3,4\n', 'invalid_csv', undefined],
   ])('refuses %s with a 400', (_, text, code, field) => {
     const error = apiErrorOf(() => parse(text));
@@ -41,8 +42,14 @@ describe('CSV bodies', () => {
     if (field !== undefined) expect(error.field).toBe(field);
   });
 
-  it('counts the line of a bad value past blank lines', () => {
+  it('counts the line of a bad value past blank lines, quoted or not', () => {
     expect(apiErrorOf(() => parse('1\n\n\nx\n')).field).toBe('line 4, column 1');
+    expect(apiErrorOf(() => parse('"1"\n\n\nx\n')).field).toBe('line 4, column 1');
+  });
+
+  it('reads quoted and unquoted bodies alike', () => {
+    expect(values('"1", "2"\r\n3 ,4\r\n')).toEqual(values('1, 2\r\n3 ,4\r\n'));
+    expect(parse('"b", a\n1,2\n', true).columns).toEqual(parse('b, a\n1,2\n', true).columns);
   });
 
   it('stops at the row limit with a 413', () => {

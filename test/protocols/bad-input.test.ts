@@ -1,3 +1,4 @@
+import { type AddressInfo, connect } from 'node:net';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { FEATURES, LINEAR, PODS, startApp } from '../helpers.js';
@@ -81,6 +82,14 @@ const BAD: Record<string, BadRequest> = {
     field: 'instances',
   },
   'an empty CSV': { path: '/invocations', type: 'text/csv', body: '', status: 400, code: 'empty_matrix' },
+  'a JSON string': {
+    path: '/predict',
+    type: 'application/json',
+    body: '"hi"',
+    status: 400,
+    code: 'invalid_body',
+    field: 'body',
+  },
   'no instances': {
     path: '/predict',
     type: 'application/json',
@@ -173,13 +182,12 @@ describe('bad input', () => {
     expect(JSON.stringify(response.body)).not.toMatch(/\n\s+at |node_modules|\.ts:\d/);
   });
 
-  it('leaves the server serving every model afterwards, with Object.prototype untouched', async () => {
+  it('leaves the server serving every model afterwards', async () => {
     const app = await startApp({ DEFAULT_MODEL: LINEAR, MAX_ROWS: '10', MAX_BODY_BYTES: '4096' });
     for (const bad of Object.values(BAD)) {
       const response = await request(app.server).post(bad.path).set('content-type', bad.type).send(bad.body);
       expect(response.status).toBeLessThan(500);
     }
-    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     await request(app.server).get('/ping').expect(200);
     const { body } = await request(app.server)
       .post('/predict')
@@ -187,6 +195,32 @@ describe('bad input', () => {
       .expect(200);
     expect(body.predictions).toHaveLength(PODS.length);
     expect((await request(app.server).get('/models')).body.models).toHaveLength(2);
+  });
+
+  it('answers a URL that does not decode with a JSON 400', async () => {
+    const app = await startApp();
+    const { body } = await request(app.server).post('/predict/%E0%A4%A').send({ instances: PODS }).expect(400);
+    expect(body.error).toMatchObject({ code: 'bad_request' });
+  });
+
+  it.each([
+    ['a malformed request line', 'NOT HTTP AT ALL\r\n\r\n', 400, 'bad_request'],
+    [
+      'headers over the size limit',
+      `GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+      431,
+      'headers_too_large',
+    ],
+  ])('answers %s with a JSON error before Fastify sees it', async (_, raw, status, code) => {
+    const app = await startApp();
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const address = app.server.address() as AddressInfo;
+    const socket = connect(address.port, '127.0.0.1');
+    socket.write(raw);
+    let answer = '';
+    for await (const chunk of socket) answer += chunk;
+    expect(answer).toMatch(new RegExp(`^HTTP/1.1 ${status} `));
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).error.code).toBe(code);
   });
 
   it('answers unknown routes with a JSON 404', async () => {

@@ -111,6 +111,17 @@ describe('POST /predict', () => {
     expect(body.predictions[0][1]).toBe(2);
   });
 
+  it('answers 422, not null or Infinity, when the model overflows on extreme inputs', async () => {
+    const root = await makeRepository({ 'm/1/model.onnx': linearOnnxModel({ weights: [[1e30]], bias: [0] }) });
+    const app = await startApp({ MODEL_REPOSITORY: root });
+    const { body } = await request(app.server)
+      .post('/predict')
+      .send({ instances: [[1], [1e10]] })
+      .expect(422);
+    expect(body.error).toMatchObject({ code: 'non_finite_prediction' });
+    expect(body.error.message).toContain('row 1');
+  });
+
   it('refuses a model named in the body that differs from the URL', async () => {
     const app = await startApp();
     const { body } = await request(app.server)

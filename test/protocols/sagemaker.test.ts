@@ -1,3 +1,6 @@
+import { execFileSync } from 'node:child_process';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
@@ -21,14 +24,36 @@ describe('GET /ping', () => {
   });
 
   it('answers 503 while models load behind a live server, then 200', async () => {
-    const app = await buildApp(testConfig(), { waitForModels: false });
+    // The weight shard is a named pipe: loading blocks on it until the test writes the real bytes.
+    const root = await makeRepository({ 'm/1': { model: MLP } });
+    const shard = path.join(root, 'm/1/group1-shard1of1.bin');
+    const bytes = await readFile(shard);
+    await rm(shard);
+    execFileSync('mkfifo', [shard]);
+    const app = await buildApp(testConfig({ MODEL_REPOSITORY: root }), { waitForModels: false });
+    let released = false;
+    const release = async () => {
+      if (!released) await writeFile(shard, bytes);
+      released = true;
+    };
     try {
       await app.ready();
-      await request(app.server).get('/ping').expect(503);
+      const ping = await request(app.server).get('/ping').expect(503);
+      expect(ping.body.error.code).toBe('not_ready');
+      const early = await request(app.server).post('/predict/m').send({ instances: PODS }).expect(503);
+      expect(early.body.error.code).toBe('not_ready');
+      await release();
       await expect.poll(async () => (await request(app.server).get('/ping')).status, { timeout: 10_000 }).toBe(200);
+      await request(app.server).post('/predict/m').send({ instances: PODS }).expect(200);
     } finally {
+      await release();
       await app.close();
     }
+  });
+
+  it('answers 503 when DEFAULT_MODEL is not among the loaded models', async () => {
+    const app = await startApp({ DEFAULT_MODEL: 'missing' });
+    await request(app.server).get('/ping').expect(503);
   });
 });
 
@@ -116,6 +141,32 @@ describe('POST /invocations', () => {
       .send(csv(PODS))
       .expect(404);
     expect(failed.headers['x-amzn-sagemaker-custom-attributes']).toBe('trace=def');
+  });
+
+  it.each([
+    ['an unsupported Content-Type', 'application/xml', '<x/>', 415],
+    ['malformed JSON', 'application/json', '{"instances":', 400],
+    ['a body over the limit', 'text/csv', '1\n'.repeat(5000), 413],
+  ])('echoes the custom attributes on errors too: %s', async (_, type, body, status) => {
+    const app = await startApp({ DEFAULT_MODEL: LINEAR, MAX_BODY_BYTES: '4096' });
+    const response = await request(app.server)
+      .post('/invocations')
+      .set('content-type', type)
+      .set('X-Amzn-SageMaker-Custom-Attributes', 'trace=xyz')
+      .send(body)
+      .expect(status);
+    expect(response.headers['x-amzn-sagemaker-custom-attributes']).toBe('trace=xyz');
+  });
+
+  it('refuses a body naming another model than X-Amzn-SageMaker-Target-Model', async () => {
+    const app = await startApp();
+    const { body } = await request(app.server)
+      .post('/invocations')
+      .set('content-type', 'application/json')
+      .set('X-Amzn-SageMaker-Target-Model', MLP)
+      .send({ model: LINEAR, instances: PODS })
+      .expect(400);
+    expect(body.error).toMatchObject({ code: 'invalid_body', field: 'model' });
   });
 
   it('maps CSV columns by name when the header is present', async () => {

@@ -4,7 +4,9 @@ import { scanRepository } from '../../src/registry/repository.js';
 import { FEATURES, LINEAR, MLP, makeRepository } from '../helpers.js';
 
 async function loadOnly(entries: Parameters<typeof makeRepository>[0]) {
-  const [source] = await scanRepository(await makeRepository(entries), 'model');
+  const {
+    versions: [source],
+  } = await scanRepository(await makeRepository(entries), 'model');
   if (source === undefined) throw new Error('no model in the repository');
   return loadVersion(source);
 }
