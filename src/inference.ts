@@ -91,7 +91,7 @@ export function reorderColumns(matrix: Matrix, given: readonly string[], wanted:
   const order = wanted.map((name) => position.get(name) as number);
   if (order.every((from, to) => from === to)) return matrix;
   const { data, rows, cols } = matrix;
-  const out = new Float32Array(data.length);
+  const out = new Float64Array(data.length);
   for (let r = 0; r < rows; r++) {
     const base = r * cols;
     for (let c = 0; c < cols; c++) out[base + c] = data[base + (order[c] as number)] as number;

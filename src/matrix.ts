@@ -1,8 +1,11 @@
 import { ApiError } from './errors.js';
 
-/** A row-major matrix of float32 values: one row per pod, one column per feature or output. */
+/**
+ * A row-major matrix: one row per pod, one column per feature or output. Requests decode into
+ * float64 (JSON's numbers, and what Kepler's formulas need); backends answer in their own type.
+ */
 export interface Matrix {
-  readonly data: Float32Array;
+  readonly data: Float64Array | Float32Array;
   readonly rows: number;
   readonly cols: number;
 }
@@ -15,6 +18,11 @@ export function fitsFloat32(value: number): boolean {
 }
 
 export const NON_FINITE_MESSAGE = 'must be a finite number within the float32 range (±3.4e38)';
+
+/** The values as float32, which onnx and tfjs models compute in; copied only when they are not already. */
+export function asFloat32(data: Matrix['data']): Float32Array {
+  return data instanceof Float32Array ? data : Float32Array.from(data);
+}
 
 /** Names the place of a value in the request, for error messages: a row, or a cell when col is given. */
 export type FieldNamer = (row: number, col?: number) => string;
@@ -41,7 +49,7 @@ export function rowsToMatrix(rows: unknown, maxRows: number, field: string, fiel
   checkRowCount(rows.length, maxRows, field);
   const first: unknown = rows[0];
   const cols = Array.isArray(first) ? first.length : 0;
-  const data = new Float32Array(rows.length * cols);
+  const data = new Float64Array(rows.length * cols);
   for (let r = 0; r < rows.length; r++) {
     const row: unknown = rows[r];
     if (!Array.isArray(row)) {
@@ -73,7 +81,7 @@ export function matrixToRows(matrix: Matrix): number[] | number[][] {
 }
 
 /** Formats each row as one line of text; the result ends with a newline. */
-export function formatRows(matrix: Matrix, formatRow: (row: Float32Array) => string): string {
+export function formatRows(matrix: Matrix, formatRow: (row: Matrix['data']) => string): string {
   const { data, rows, cols } = matrix;
   const lines: string[] = new Array(rows);
   for (let r = 0; r < rows; r++) lines[r] = formatRow(data.subarray(r * cols, (r + 1) * cols));

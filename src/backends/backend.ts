@@ -23,7 +23,7 @@ export interface Backend {
 }
 
 /** The rows a backend returned, checked against the rows it was given. */
-export function outputMatrix(data: Float32Array, rows: number): Matrix {
+export function outputMatrix(data: Matrix['data'], rows: number): Matrix {
   if (rows === 0 || data.length % rows !== 0) {
     throw new Error(`the model returned ${data.length} values for ${rows} rows`);
   }

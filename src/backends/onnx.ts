@@ -1,6 +1,6 @@
 import path from 'node:path';
 import ort from 'onnxruntime-node';
-import type { Matrix } from '../matrix.js';
+import { asFloat32, type Matrix } from '../matrix.js';
 import { type Backend, type LoadedModel, outputMatrix } from './backend.js';
 
 const MODEL_FILE = 'model.onnx';
@@ -45,8 +45,12 @@ function onnxModel(session: ort.InferenceSession): LoadedModel {
   if (outputName === undefined) throw new Error('the model has no output');
   const toInput =
     input.type === 'float32'
-      ? (m: Matrix) => new ort.Tensor('float32', m.data, [m.rows, m.cols])
-      : (m: Matrix) => new ort.Tensor('float64', Float64Array.from(m.data), [m.rows, m.cols]);
+      ? (m: Matrix) => new ort.Tensor('float32', asFloat32(m.data), [m.rows, m.cols])
+      : (m: Matrix) =>
+          new ort.Tensor('float64', m.data instanceof Float64Array ? m.data : Float64Array.from(m.data), [
+            m.rows,
+            m.cols,
+          ]);
 
   return {
     runtime: 'onnxruntime cpu',
@@ -56,9 +60,11 @@ function onnxModel(session: ort.InferenceSession): LoadedModel {
       const output = results[outputName];
       if (output === undefined) throw new Error(`the model returned no "${outputName}"`);
       const data = output.data;
-      // Regressors answer float32; int64 or float64 outputs are narrowed to the same shape.
+      // Regressors answer float32 or float64; integer outputs are converted to numbers.
       const values =
-        data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number | bigint | string>, Number);
+        data instanceof Float32Array || data instanceof Float64Array
+          ? data
+          : Float64Array.from(data as ArrayLike<number | bigint | string>, Number);
       return outputMatrix(values, matrix.rows);
     },
     dispose: () => session.release(),

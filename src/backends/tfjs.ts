@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { asFloat32 } from '../matrix.js';
 import { type Backend, type LoadedModel, outputMatrix } from './backend.js';
 
 const MODEL_FILE = 'model.json';
@@ -35,7 +36,7 @@ function layersModel(model: tf.LayersModel, runtime: string): LoadedModel {
     inputWidth: typeof width === 'number' ? width : undefined,
     async predict(matrix) {
       const output = tf.tidy(() => {
-        const input = tf.tensor2d(matrix.data, [matrix.rows, matrix.cols], 'float32');
+        const input = tf.tensor2d(asFloat32(matrix.data), [matrix.rows, matrix.cols], 'float32');
         // The default batch size (32) splits a large request into many small calls.
         return model.predict(input, { batchSize: matrix.rows }) as tf.Tensor;
       });

@@ -34,7 +34,7 @@ export function parseCsv(text: string, options: { header: boolean; maxRows: numb
     for (let c = 0; c < record.length; c++) values.push(parseCell(record[c] ?? '', line, c));
   });
   checkRowCount(rows, options.maxRows, 'body');
-  return { matrix: { data: Float32Array.from(values), rows, cols }, columns };
+  return { matrix: { data: Float64Array.from(values), rows, cols }, columns };
 }
 
 type RecordVisitor = (record: string[], line: number) => void;

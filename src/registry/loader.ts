@@ -72,5 +72,5 @@ export function outputNames(declared: string[] | undefined, sample: Matrix): str
 }
 
 function zeroRow(width: number): Matrix {
-  return { data: new Float32Array(width), rows: 1, cols: width };
+  return { data: new Float64Array(width), rows: 1, cols: width };
 }
