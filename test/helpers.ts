@@ -1,4 +1,4 @@
-import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +9,8 @@ import { type Config, loadConfig } from '../src/config.js';
 import { ApiError } from '../src/errors.js';
 
 export const SHIPPED_MODELS = fileURLToPath(new URL('../models', import.meta.url));
+/** Real kepler-model-db models (Apache-2.0), in the shared folder beside the repository. */
+export const KEPLER_FIXTURES = fileURLToPath(new URL('../../shared/fixtures/kepler-model-db', import.meta.url));
 export const LINEAR = 'pod-power-linear';
 export const MLP = 'pod-power-mlp';
 
@@ -37,19 +39,27 @@ export async function startApp(env: Record<string, string> = {}): Promise<Fastif
   return app;
 }
 
+export type RepositoryEntry = string | Uint8Array | { model: string } | { kepler: string };
+
 /**
  * A model repository in a temporary folder, removed after the test. Each key is a path inside
- * it; a value is file content, or `{ model }` to copy that shipped model's version 1 folder there.
+ * it; a value is file content, `{ model }` to copy that shipped model's version 1 folder there,
+ * or `{ kepler }` to copy a kepler-model-db fixture pair (`<path>.zip` and `<path>.json`) into it.
  */
-export async function makeRepository(
-  entries: Record<string, string | Uint8Array | { model: string }>,
-): Promise<string> {
+export async function makeRepository(entries: Record<string, RepositoryEntry>): Promise<string> {
   const root = await mkdtemp(path.join(tmpdir(), 'wattserve-repo-'));
   folders.push(root);
   for (const [relative, content] of Object.entries(entries)) {
     const target = path.join(root, relative);
     if (typeof content === 'object' && 'model' in content) {
       await cp(path.join(SHIPPED_MODELS, content.model, '1'), target, { recursive: true });
+    } else if (typeof content === 'object' && 'kepler' in content) {
+      await mkdir(target, { recursive: true });
+      for (const file of await readdir(path.join(KEPLER_FIXTURES, path.dirname(content.kepler)))) {
+        if (file.startsWith(`${path.basename(content.kepler)}.`)) {
+          await cp(path.join(KEPLER_FIXTURES, path.dirname(content.kepler), file), path.join(target, file));
+        }
+      }
     } else {
       await mkdir(path.dirname(target), { recursive: true });
       await writeFile(target, content);

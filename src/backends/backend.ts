@@ -1,6 +1,13 @@
 import type { Matrix } from '../matrix.js';
+import type { KeplerModelInfo } from './kepler.js';
 
-export type BackendName = 'onnx' | 'tfjs';
+export type BackendName = 'onnx' | 'tfjs' | 'kepler';
+
+/** What a prediction may need beside the matrix. */
+export interface PredictContext {
+  /** Kepler's categorical node features (node_info, cpu_architecture, …) and their values. */
+  system?: ReadonlyMap<string, string>;
+}
 
 /** A model in memory, ready to predict. Knows nothing of HTTP or of the registry. */
 export interface LoadedModel {
@@ -8,8 +15,13 @@ export interface LoadedModel {
   readonly runtime: string;
   /** Number of input columns the model declares, or undefined when its input width is not fixed. */
   readonly inputWidth: number | undefined;
+  /** Feature and output names the model files carry themselves; metadata.json takes precedence. */
+  readonly features?: readonly string[];
+  readonly outputs?: readonly string[];
+  /** Set for Kepler models: what Kepler's model selection and model server need. */
+  readonly kepler?: KeplerModelInfo;
   /** One row of output per input row; cols is the number of outputs. */
-  predict(input: Matrix): Promise<Matrix>;
+  predict(input: Matrix, context?: PredictContext): Promise<Matrix>;
   /** Frees native memory; the model must not be used afterwards. */
   dispose(): Promise<void>;
 }

@@ -29,9 +29,9 @@ export async function loadVersion(source: VersionSource): Promise<ModelVersion> 
   const metadata = await readMetadata(source.dir, source.files);
   const model = await backend.load(source.dir, source.files);
   try {
-    const features = featureNames(metadata.features, model.inputWidth);
+    const features = featureNames(metadata.features ?? model.features, model.inputWidth);
     const sample = await model.predict(zeroRow(features.length));
-    const outputs = outputNames(metadata.outputs, sample);
+    const outputs = outputNames(metadata.outputs ?? model.outputs, sample);
     return {
       name: source.name,
       version: source.version,
@@ -48,7 +48,10 @@ export async function loadVersion(source: VersionSource): Promise<ModelVersion> 
   }
 }
 
-export function featureNames(declared: string[] | undefined, inputWidth: number | undefined): string[] {
+export function featureNames(
+  declared: readonly string[] | undefined,
+  inputWidth: number | undefined,
+): readonly string[] {
   if (declared === undefined) {
     if (inputWidth === undefined) {
       throw new Error('the model does not fix its input width; list its features in metadata.json');
@@ -61,7 +64,7 @@ export function featureNames(declared: string[] | undefined, inputWidth: number 
   return declared;
 }
 
-export function outputNames(declared: string[] | undefined, sample: Matrix): string[] {
+export function outputNames(declared: readonly string[] | undefined, sample: Matrix): readonly string[] {
   if (sample.rows !== 1) throw new Error(`warm-up: the model returned ${sample.rows} rows for 1`);
   if (!sample.data.every(Number.isFinite)) throw new Error('warm-up: the model returned non-finite values');
   if (declared === undefined) return Array.from({ length: sample.cols }, (_, i) => `y${i}`);
