@@ -2,7 +2,10 @@ import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { Config } from './config.js';
 import contentTypes from './plugins/content-types.js';
 import errorReplies, { clientErrorReply, frameworkErrorReply } from './plugins/errors.js';
+import keplerSocket from './plugins/kepler-socket.js';
 import modelRegistry from './plugins/registry.js';
+import keplerEstimatorProtocol from './protocols/kepler-estimator.js';
+import keplerModelServerProtocol from './protocols/kepler-model-server.js';
 import nativeProtocol from './protocols/native.js';
 import sagemakerProtocol from './protocols/sagemaker.js';
 
@@ -37,5 +40,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(modelRegistry, { config, waitForModels: options.waitForModels ?? true });
   await app.register(nativeProtocol);
   await app.register(sagemakerProtocol);
+  await app.register(keplerEstimatorProtocol);
+  await app.register(keplerModelServerProtocol);
+  await app.register(keplerSocket);
   return app;
 }

@@ -31,6 +31,7 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SLOW_REQUEST_MS: positiveInt.default(1000),
   SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: z.enum(RESPONSE_MEDIA_TYPES).default('application/json'),
+  KEPLER_ESTIMATOR_SOCKET: z.string().optional(),
 });
 
 export interface Config {
@@ -44,6 +45,8 @@ export interface Config {
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   slowRequestMs: number;
   defaultAccept: ResponseMediaType;
+  /** Unix socket path for Kepler's estimator sidecar protocol; off when unset. */
+  keplerEstimatorSocket: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -70,5 +73,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.LOG_LEVEL,
     slowRequestMs: e.SLOW_REQUEST_MS,
     defaultAccept: e.SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT,
+    keplerEstimatorSocket: e.KEPLER_ESTIMATOR_SOCKET,
   };
 }

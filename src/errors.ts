@@ -16,6 +16,7 @@ export const ERRORS = {
   missing_feature: 400,
   duplicate_feature: 400,
   model_required: 400,
+  no_matching_model: 400,
   bad_request: 400,
   unknown_model: 404,
   unknown_version: 404,

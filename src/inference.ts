@@ -21,7 +21,7 @@ export async function predict(registry: ModelRegistry, request: PredictionReques
     const input =
       request.features === undefined
         ? request.matrix
-        : reorderColumns(request.matrix, request.features, model.features);
+        : reorderColumns(request.matrix, request.features, model.features, request.extraFeatures ?? 'refuse');
     if (input.cols !== model.features.length) {
       throw new ApiError(
         'wrong_width',
@@ -31,7 +31,7 @@ export async function predict(registry: ModelRegistry, request: PredictionReques
     }
     let result: Matrix;
     try {
-      result = await model.model.predict(input);
+      result = await model.model.predict(input, request.context);
     } catch (error) {
       throw new PredictionError(model, error);
     }
@@ -66,9 +66,14 @@ export class PredictionError extends ApiError {
 
 /**
  * Moves the columns of a matrix, named by `given`, into the order of `wanted`. Every wanted name
- * must be given exactly once, and nothing else.
+ * must be given exactly once; other names are refused, or with 'ignore' their columns dropped.
  */
-export function reorderColumns(matrix: Matrix, given: readonly string[], wanted: readonly string[]): Matrix {
+export function reorderColumns(
+  matrix: Matrix,
+  given: readonly string[],
+  wanted: readonly string[],
+  extra: 'refuse' | 'ignore' = 'refuse',
+): Matrix {
   if (given.length !== matrix.cols) {
     throw new ApiError('wrong_width', `names ${given.length} features but rows have ${matrix.cols} values`, 'features');
   }
@@ -78,7 +83,7 @@ export function reorderColumns(matrix: Matrix, given: readonly string[], wanted:
     position.set(name, index);
   }
   const unknown = given.filter((name) => !wanted.includes(name));
-  if (unknown.length > 0) {
+  if (unknown.length > 0 && extra === 'refuse') {
     throw new ApiError(
       'unknown_feature',
       `the model has no feature ${quoted(unknown)}; it takes ${quoted(wanted)}`,
@@ -89,14 +94,14 @@ export function reorderColumns(matrix: Matrix, given: readonly string[], wanted:
   if (missing.length > 0) throw new ApiError('missing_feature', `missing ${quoted(missing)}`, 'features');
 
   const order = wanted.map((name) => position.get(name) as number);
-  if (order.every((from, to) => from === to)) return matrix;
   const { data, rows, cols } = matrix;
-  const out = new Float64Array(data.length);
+  if (order.length === cols && order.every((from, to) => from === to)) return matrix;
+  const width = order.length;
+  const out = new Float64Array(rows * width);
   for (let r = 0; r < rows; r++) {
-    const base = r * cols;
-    for (let c = 0; c < cols; c++) out[base + c] = data[base + (order[c] as number)] as number;
+    for (let c = 0; c < width; c++) out[r * width + c] = data[r * cols + (order[c] as number)] as number;
   }
-  return { data: out, rows, cols };
+  return { data: out, rows, cols: width };
 }
 
 function quoted(names: readonly string[]): string {

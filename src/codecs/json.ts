@@ -1,3 +1,4 @@
+import type { PredictContext } from '../backends/backend.js';
 import { ApiError } from '../errors.js';
 import type { Prediction } from '../inference.js';
 import { instancesField, type Matrix, matrixToRows, rowsToMatrix } from '../matrix.js';
@@ -7,8 +8,11 @@ export interface PredictionRequest {
   model: string | undefined;
   version: number | undefined;
   /** Column names of the matrix, when the client named them; mapped to the model's order. */
-  features: string[] | undefined;
+  features: readonly string[] | undefined;
   matrix: Matrix;
+  /** Let `features` name columns the model does not use (Kepler sends every metric it has). */
+  extraFeatures?: 'refuse' | 'ignore';
+  context?: PredictContext;
 }
 
 const NATIVE_FIELDS = new Set(['model', 'version', 'features', 'instances']);

@@ -11,14 +11,7 @@ import { PredictionError } from '../inference.js';
 export default fp(
   async function errorReplies(app: FastifyInstance) {
     app.setErrorHandler((error, request, reply) => {
-      const apiError = toApiError(error as FastifyError, app.initialConfig.bodyLimit ?? 0);
-      // 503s (still loading) are expected answers, not faults: only 500s are worth a stack trace.
-      if (apiError.statusCode === 500) {
-        const cause = error instanceof PredictionError ? error.cause : error;
-        request.log.error({ err: cause, url: request.url }, apiError.message);
-      } else {
-        request.log.debug({ code: apiError.code, field: apiError.field, url: request.url }, apiError.message);
-      }
+      const apiError = logAndMap(error, request);
       return reply.code(apiError.statusCode).type('application/json').send(apiError.toBody());
     });
 
@@ -29,6 +22,21 @@ export default fp(
   },
   { name: 'error-replies' },
 );
+
+/**
+ * The catalogue error for any failure, logged: server faults with their cause at error level (a
+ * 503 while loading is an expected answer, not a fault), refused requests at debug.
+ */
+export function logAndMap(error: unknown, request: FastifyRequest): ApiError {
+  const apiError = toApiError(error as FastifyError, request.server.initialConfig.bodyLimit ?? 0);
+  if (apiError.statusCode === 500) {
+    const cause = error instanceof PredictionError ? error.cause : error;
+    request.log.error({ err: cause, url: request.url }, apiError.message);
+  } else {
+    request.log.debug({ code: apiError.code, field: apiError.field, url: request.url }, apiError.message);
+  }
+  return apiError;
+}
 
 /** Maps Fastify's own request errors (body parsing, limits) onto the catalogue. */
 export function toApiError(error: FastifyError, bodyLimit: number): ApiError {

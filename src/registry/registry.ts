@@ -56,6 +56,11 @@ export class ModelRegistry {
     return this.#defaultModel === undefined || this.#snapshots.has(this.#defaultModel);
   }
 
+  /** True while start-up loading runs. */
+  get loading(): boolean {
+    return this.#loading;
+  }
+
   get failures(): readonly FailedVersion[] {
     return this.#failures;
   }

@@ -1,0 +1,95 @@
+import { ApiError } from '../errors.js';
+import { predict } from '../inference.js';
+import { type Matrix, rowsToMatrix } from '../matrix.js';
+import type { ModelRegistry } from '../registry/registry.js';
+import {
+  keplerCandidates,
+  parseSelectionRequest,
+  requestObject,
+  type SelectionRequest,
+  selectModel,
+  stringList,
+} from './selection.js';
+
+/**
+ * Kepler's estimator protocol (kepler.md, section 1), the same over HTTP and the unix socket:
+ * Kepler's request JSON in, Kepler's reply JSON out.
+ */
+
+export interface EstimateReply {
+  powers: Record<string, number[]>;
+  msg: string;
+  core_ratio?: number;
+}
+
+/** The reply Kepler can parse on failure: an object for powers, never an array. */
+export function estimateFailure(message: string): EstimateReply {
+  return { powers: {}, msg: message };
+}
+
+interface EstimateRequest extends SelectionRequest {
+  values: unknown[];
+  system: Map<string, string>;
+}
+
+/** Picks the Kepler model for the request and answers watts per component and pod. */
+export async function estimate(registry: ModelRegistry, body: unknown, maxRows: number): Promise<EstimateReply> {
+  const request = parseEstimateRequest(body);
+  const chosen = selectModel(keplerCandidates(registry), request);
+  if (request.values.length === 0) {
+    return { powers: Object.fromEntries(chosen.outputs.map((name) => [name, []])), msg: '', core_ratio: 1 };
+  }
+  const matrix = rowsToMatrix(request.values, maxRows, 'values', (row, col) =>
+    col === undefined ? `values[${row}]` : `values[${row}][${col}]`,
+  );
+  if (matrix.cols !== request.metrics.length) {
+    throw new ApiError(
+      'wrong_width',
+      `rows have ${matrix.cols} values for ${request.metrics.length} metrics`,
+      'values',
+    );
+  }
+  const { model, result } = await predict(registry, {
+    model: chosen.name,
+    version: chosen.version,
+    features: request.metrics,
+    extraFeatures: 'ignore',
+    matrix,
+    context: { system: request.system },
+  });
+  return { powers: powersByComponent(model.outputs, result), msg: '', core_ratio: 1 };
+}
+
+/**
+ * One array of watts per component. Numbers keep 8 significant digits: Kepler reads the reply in
+ * a single 4096-byte read, and shorter numbers let far more pods fit (watts need no more).
+ */
+function powersByComponent(outputs: readonly string[], result: Matrix): Record<string, number[]> {
+  const powers: Record<string, number[]> = {};
+  outputs.forEach((name, c) => {
+    const column = new Array<number>(result.rows);
+    for (let r = 0; r < result.rows; r++)
+      column[r] = Number((result.data[r * result.cols + c] as number).toPrecision(8));
+    powers[name] = column;
+  });
+  return powers;
+}
+
+export function parseEstimateRequest(body: unknown): EstimateRequest {
+  const fields = requestObject(body);
+  if (!Array.isArray(fields.values)) throw new ApiError('invalid_body', 'must be an array of rows', 'values');
+  const systemFeatures = stringList(fields.system_features, 'system_features', false);
+  const systemValues = stringList(fields.system_values, 'system_values', false);
+  if (systemFeatures.length !== systemValues.length) {
+    throw new ApiError(
+      'invalid_body',
+      `has ${systemValues.length} values for ${systemFeatures.length} system_features`,
+      'system_values',
+    );
+  }
+  return {
+    ...parseSelectionRequest(fields),
+    values: fields.values,
+    system: new Map(systemFeatures.map((feature, i) => [feature, systemValues[i] as string])),
+  };
+}

@@ -1,0 +1,131 @@
+import { lstat, unlink } from 'node:fs/promises';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import type { FastifyBaseLogger } from 'fastify';
+import type { EstimateReply } from './estimator.js';
+import { estimateFailure } from './estimator.js';
+import { JsonFrame } from './json-frame.js';
+
+export interface EstimatorSocketOptions {
+  path: string;
+  /** Largest request accepted, in bytes. */
+  maxBytes: number;
+  /** A connection that sends nothing for this long is closed. */
+  idleTimeoutMs: number;
+  /** Answers one parsed request; failures must already be turned into a reply. */
+  answer(body: unknown): Promise<EstimateReply>;
+  log: FastifyBaseLogger;
+}
+
+export interface EstimatorSocket {
+  close(): Promise<void>;
+}
+
+/**
+ * Serves Kepler's estimator protocol on a unix socket with Kepler's framing: one JSON request per
+ * connection, the reply written on the same connection, which is then closed.
+ */
+export async function listenEstimatorSocket(options: EstimatorSocketOptions): Promise<EstimatorSocket> {
+  await removeStaleSocket(options.path);
+  const connections = new Set<Socket>();
+  const server = createServer((socket) => {
+    connections.add(socket);
+    socket.on('close', () => connections.delete(socket));
+    serveConnection(socket, options);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.path, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  options.log.info({ socket: options.path }, 'Kepler estimator listening on unix socket');
+  return {
+    async close() {
+      await closeServer(server, connections);
+      await unlink(options.path).catch(() => undefined);
+    },
+  };
+}
+
+function serveConnection(socket: Socket, options: EstimatorSocketOptions): void {
+  const frame = new JsonFrame();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  // Set once the request is complete (or refused): later bytes and the hang-up are ignored.
+  let handled = false;
+
+  const reply = (body: EstimateReply) => {
+    handled = true;
+    if (!socket.destroyed) socket.end(JSON.stringify(body));
+  };
+  const answer = (request: Buffer) => {
+    handled = true;
+    let body: unknown;
+    try {
+      body = JSON.parse(request.toString('utf8'));
+    } catch {
+      reply(estimateFailure('the request is not valid JSON'));
+      return;
+    }
+    options.answer(body).then(reply, (error: unknown) => {
+      options.log.error({ err: error }, 'Kepler estimate failed');
+      reply(estimateFailure('internal error'));
+    });
+  };
+
+  socket.setTimeout(options.idleTimeoutMs, () => socket.destroy());
+  socket.on('error', (error) => options.log.debug({ err: error }, 'Kepler estimator connection error'));
+  socket.on('data', (chunk: Buffer) => {
+    if (handled) return;
+    size += chunk.length;
+    if (size > options.maxBytes) {
+      reply(estimateFailure(`the request is larger than ${options.maxBytes} bytes`));
+      return;
+    }
+    chunks.push(chunk);
+    let end: number;
+    try {
+      end = frame.push(chunk);
+    } catch (error) {
+      reply(estimateFailure((error as Error).message));
+      return;
+    }
+    if (end !== -1) answer(Buffer.concat(chunks).subarray(0, size - chunk.length + end));
+  });
+  // A client that closes its side before the object is complete gets whatever it sent judged.
+  socket.on('end', () => {
+    if (!handled && size > 0) answer(Buffer.concat(chunks));
+    else if (!handled) socket.end();
+  });
+}
+
+/**
+ * A socket file left by a process that died is removed; one a live process still answers on,
+ * or a path that is not a socket, is refused rather than taken over.
+ */
+async function removeStaleSocket(path: string): Promise<void> {
+  const existing = await lstat(path).catch(() => undefined);
+  if (existing === undefined) return;
+  if (!existing.isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`);
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (live) throw new Error(`another process is serving on ${path}`);
+  await unlink(path);
+}
+
+async function closeServer(server: Server, connections: Set<Socket>): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  // Connections are short (one request each); give the open ones a moment to be answered.
+  const deadline = setTimeout(() => {
+    for (const socket of connections) socket.destroy();
+  }, 2000);
+  await closed;
+  clearTimeout(deadline);
+}

@@ -1,0 +1,16 @@
+import type { FastifyInstance } from 'fastify';
+import { estimate, estimateFailure } from '../kepler/estimator.js';
+import { logAndMap } from '../plugins/errors.js';
+
+/**
+ * Kepler's estimator sidecar protocol over HTTP: POST /kepler/estimate. Errors keep Kepler's
+ * reply shape (`{"powers": {}, "msg"}`) with a 4xx or 5xx status.
+ */
+export default async function keplerEstimatorProtocol(app: FastifyInstance) {
+  app.setErrorHandler((error, request, reply) => {
+    const apiError = logAndMap(error, request);
+    return reply.code(apiError.statusCode).send(estimateFailure(apiError.message));
+  });
+
+  app.post('/kepler/estimate', async (request) => estimate(app.models, request.body, app.config.maxRows));
+}
