@@ -13,6 +13,7 @@ export const SHIPPED_MODELS = fileURLToPath(new URL('../models', import.meta.url
 export const KEPLER_FIXTURES = fileURLToPath(new URL('../../shared/fixtures/kepler-model-db', import.meta.url));
 export const LINEAR = 'pod-power-linear';
 export const MLP = 'pod-power-mlp';
+export const KEPLER = 'kepler-ec2-rapl-bpfonly';
 
 /** Feature names of the shipped models, in their order. */
 export { FEATURES } from '../scripts/synthetic-pods.js';

@@ -1,9 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LINEAR, PODS, SHIPPED_MODELS } from './helpers.js';
+import { LINEAR, makeRepository, PODS, SHIPPED_MODELS } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const children: ChildProcess[] = [];
@@ -77,6 +78,45 @@ describe('the server process', () => {
       expect(output.stdout).toContain('shutting down');
     },
   );
+
+  it('answers Kepler out of the box, over HTTP and on KEPLER_ESTIMATOR_SOCKET', async () => {
+    const port = await freePort();
+    const socketPath = path.join(await makeRepository({}), 'estimator.sock');
+    startServer({ PORT: String(port), KEPLER_ESTIMATOR_SOCKET: socketPath });
+    const base = `http://127.0.0.1:${port}`;
+    await expect
+      .poll(async () => (await fetch(`${base}/ping`).catch(() => undefined))?.status, {
+        timeout: 20_000,
+        interval: 100,
+      })
+      .toBe(200);
+    const request = JSON.stringify({
+      metrics: ['bpf_page_cache_hit', 'bpf_cpu_time_ms', 'cpu_cycles'],
+      values: [
+        [10, 50000, 1e9],
+        [0, 0, 0],
+      ],
+      output_type: 'AbsPower',
+      source: 'intel_rapl',
+      system_features: null,
+      system_values: null,
+    });
+    const overHttp = await fetch(`${base}/kepler/estimate`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: request,
+    });
+    const reply = (await overHttp.json()) as { powers: Record<string, number[]> };
+    expect(Object.keys(reply.powers)).toEqual(['package', 'core', 'uncore', 'dram']);
+    expect(reply.powers.package?.[0]).toBeGreaterThan(reply.powers.package?.[1] as number);
+
+    const socket = connect(socketPath);
+    await once(socket, 'connect');
+    socket.write(request);
+    const [chunk] = (await once(socket, 'data')) as [Buffer];
+    socket.destroy();
+    expect(JSON.parse(chunk.toString())).toEqual(reply);
+  });
 
   it('takes SageMaker’s SAGEMAKER_BIND_TO_PORT when PORT is unset', async () => {
     const port = await freePort();

@@ -27,6 +27,11 @@ export function estimateFailure(message: string): EstimateReply {
   return { powers: {}, msg: message };
 }
 
+/** A catalogue error as Kepler's failure reply, its field named in the message. */
+export function estimateFailureFor(error: ApiError): EstimateReply {
+  return estimateFailure(error.field === undefined ? error.message : `${error.field}: ${error.message}`);
+}
+
 interface EstimateRequest extends SelectionRequest {
   values: unknown[];
   system: Map<string, string>;

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import { estimate, estimateFailure } from '../kepler/estimator.js';
+import { estimate, estimateFailureFor } from '../kepler/estimator.js';
 import { type EstimatorSocket, listenEstimatorSocket } from '../kepler/socket.js';
 import { toApiError } from './errors.js';
 
@@ -26,7 +26,7 @@ export default fp(
           estimate(app.models, body, maxRows).catch((error: unknown) => {
             const apiError = toApiError(error as Parameters<typeof toApiError>[0], maxBodyBytes);
             if (apiError.statusCode === 500) app.log.error({ err: error }, 'Kepler estimate failed');
-            return estimateFailure(apiError.message);
+            return estimateFailureFor(apiError);
           }),
       });
     });

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { estimate, estimateFailure } from '../kepler/estimator.js';
+import { estimate, estimateFailureFor } from '../kepler/estimator.js';
 import { logAndMap } from '../plugins/errors.js';
 
 /**
@@ -9,7 +9,7 @@ import { logAndMap } from '../plugins/errors.js';
 export default async function keplerEstimatorProtocol(app: FastifyInstance) {
   app.setErrorHandler((error, request, reply) => {
     const apiError = logAndMap(error, request);
-    return reply.code(apiError.statusCode).send(estimateFailure(apiError.message));
+    return reply.code(apiError.statusCode).send(estimateFailureFor(apiError));
   });
 
   app.post('/kepler/estimate', async (request) => estimate(app.models, request.body, app.config.maxRows));

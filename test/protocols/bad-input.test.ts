@@ -194,7 +194,7 @@ describe('bad input', () => {
       .send({ features: FEATURES, instances: PODS })
       .expect(200);
     expect(body.predictions).toHaveLength(PODS.length);
-    expect((await request(app.server).get('/models')).body.models).toHaveLength(2);
+    expect((await request(app.server).get('/models')).body.models).toHaveLength(3);
   });
 
   it('answers a URL that does not decode with a JSON 400', async () => {

@@ -3,7 +3,7 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { linearOnnxModel } from '../../scripts/onnx-linear.js';
 import { BACKENDS } from '../../src/backends/index.js';
-import { FEATURES, LINEAR, MLP, makeRepository, PODS, SHIPPED_MODELS, startApp } from '../helpers.js';
+import { FEATURES, KEPLER, LINEAR, MLP, makeRepository, PODS, SHIPPED_MODELS, startApp } from '../helpers.js';
 
 /** What the backend itself answers for the pods, loaded straight from the shipped folder. */
 async function backendOutput(name: string, rows: number[][]): Promise<number[]> {
@@ -147,10 +147,16 @@ describe('POST /predict', () => {
 });
 
 describe('GET /models', () => {
-  it('lists every model with its versions, backend, features and outputs', async () => {
+  it('lists every shipped model with its versions, backend, features and outputs', async () => {
     const app = await startApp();
     const { body } = await request(app.server).get('/models').expect(200);
     expect(body.models).toEqual([
+      expect.objectContaining({
+        name: KEPLER,
+        backend: 'kepler',
+        features: ['bpf_cpu_time_ms', 'bpf_page_cache_hit'],
+        outputs: ['package', 'core', 'uncore', 'dram'],
+      }),
       expect.objectContaining({
         name: LINEAR,
         version: 1,
