@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { expect } from 'vitest';
 import { KEPLER_FIXTURES } from './helpers.js';
 
 /** Every fixture pair that has a weights file, with what kepler.md says about it. */
@@ -138,4 +139,18 @@ export function keplerValues(pods = KEPLER_PODS): number[][] {
 /** Relative closeness, for watts that must match to 1e-6. */
 export function closeTo(actual: number, expected: number, relative = 1e-6): boolean {
   return Math.abs(actual - expected) <= relative * Math.max(Math.abs(expected), 1e-9);
+}
+
+export type KeplerFixture = (typeof KEPLER_MODELS)[number];
+
+/** Asserts that `powers` (component → watts per pod) are the fixture's watts for the pods, to 1e-6. */
+export function expectFixtureWatts(powers: Record<string, number[]>, fixture: KeplerFixture, pods = KEPLER_PODS): void {
+  const weights = fixtureWeights(fixture.path);
+  expect(Object.keys(powers)).toEqual(Object.keys(weights));
+  pods.forEach((pod, r) => {
+    for (const [component, watts] of Object.entries(referenceWatts(weights, fixture.kind, fixture.group, pod))) {
+      const got = powers[component]?.[r] as number;
+      expect(closeTo(got, watts), `${component}[${r}]: ${got} vs ${watts}`).toBe(true);
+    }
+  });
 }

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { strFromU8, strToU8, unzipSync, zipSync } from 'fflate';
 import { z } from 'zod';
-import { buildFormula, curveKindOf, trainerOf } from '../kepler/weights.js';
+import { buildFormula, trainerOf } from '../kepler/weights.js';
 import type { Backend, LoadedModel } from './backend.js';
 
 const UNPACKED_WEIGHTS = 'weight.json';
@@ -52,11 +52,6 @@ export const keplerBackend: Backend = {
         `${trainerOf(metadata.model_name)} has no weights file (${source.weightsName}): wattserve runs Kepler's linear and curve-fit trainers without Python; export this model to ONNX and serve it as model.onnx`,
       );
     }
-    if (curveKindOf(metadata.model_name) === undefined) {
-      throw new Error(
-        `${trainerOf(metadata.model_name)} is not a trainer wattserve can evaluate from weights; export it to ONNX and serve it as model.onnx`,
-      );
-    }
     const features = metadata.features;
     const formula = buildFormula(source.weights, {
       modelName: metadata.model_name,
@@ -78,7 +73,7 @@ export const keplerBackend: Backend = {
     };
     const noSystem = new Map<string, string>();
     const model: LoadedModel = {
-      runtime: `kepler ${curveKindOf(metadata.model_name)} (float64)`,
+      runtime: `kepler ${formula.kind} (float64)`,
       inputWidth: features.length,
       features,
       outputs: formula.components,

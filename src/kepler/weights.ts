@@ -8,9 +8,11 @@ import { z } from 'zod';
 
 export type CurveKind = 'linear' | 'exponential' | 'logarithmic' | 'logistic';
 
-/** Trainers whose weights file wattserve can evaluate, by the prefix of their model name. */
-const TRAINER_KINDS: Record<string, CurveKind> = {
-  SGDRegressorTrainer: 'linear',
+/**
+ * The curve-fit trainers, whose weights file holds CurveFit_Weights. Any other weights file is a
+ * linear model (SGDRegressorTrainer, or another scikit-learn linear regressor Kepler exported).
+ */
+const CURVE_TRAINERS: Record<string, Exclude<CurveKind, 'linear'>> = {
   ExponentialRegressionTrainer: 'exponential',
   LogarithmicRegressionTrainer: 'logarithmic',
   LogisticRegressionTrainer: 'logistic',
@@ -71,10 +73,6 @@ export function trainerOf(modelName: string): string {
   return modelName.replace(/_\d+$/, '');
 }
 
-export function curveKindOf(modelName: string): CurveKind | undefined {
-  return TRAINER_KINDS[trainerOf(modelName)];
-}
-
 /** One component's formula, with its features resolved to column indices of the model's input. */
 interface ComponentFormula {
   name: string;
@@ -83,6 +81,7 @@ interface ComponentFormula {
 }
 
 export interface KeplerFormula {
+  kind: CurveKind;
   /** Component names (package, core, uncore, dram; or platform), in the weights file's order. */
   components: string[];
   /**
@@ -105,8 +104,7 @@ export function buildFormula(
   weightsJson: unknown,
   options: { modelName: string; features: readonly string[]; mainFeature?: string | undefined },
 ): KeplerFormula {
-  const kind = curveKindOf(options.modelName);
-  if (kind === undefined) throw new Error(`wattserve cannot evaluate ${trainerOf(options.modelName)} weights`);
+  const trainer = trainerOf(options.modelName);
   const parsed = weightsSchema.safeParse(weightsJson);
   if (!parsed.success) {
     const problem = parsed.error.issues[0];
@@ -114,6 +112,13 @@ export function buildFormula(
   }
   const entries = Object.entries(parsed.data);
   if (entries.length === 0) throw new Error('the weights file has no component');
+  const curves = entries.filter(([, component]) => component.All_Weights.CurveFit_Weights !== undefined).length;
+  if (curves !== 0 && curves !== entries.length) throw new Error('some components have CurveFit_Weights and some not');
+  const curveKind = CURVE_TRAINERS[trainer];
+  if (curves !== 0 && curveKind === undefined) {
+    throw new Error(`${trainer} has CurveFit_Weights but is not a curve-fit trainer wattserve knows`);
+  }
+  const kind: CurveKind = curves === 0 || curveKind === undefined ? 'linear' : curveKind;
   const column = new Map(options.features.map((feature, index) => [feature, index]));
   const formulas = entries.map(([name, { All_Weights: weights }]) => {
     const numerical = Object.entries(weights.Numerical_Variables).map(([feature, { scale, weight }]) => {
@@ -158,6 +163,7 @@ export function buildFormula(
   });
 
   return {
+    kind,
     components: formulas.map((formula) => formula.name),
     predict(data, rows, cols, system) {
       const out = new Float64Array(rows * formulas.length);

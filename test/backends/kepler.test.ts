@@ -108,6 +108,41 @@ describe('kepler backend on real kepler-model-db models', () => {
     expect((got[0]?.platform as number) - (plain[0]?.platform as number)).toBeCloseTo(7.5, 9);
   });
 
+  it('evaluates any trainer’s linear weights file, and refuses curves of trainers it does not know', async () => {
+    const linear = {
+      platform: {
+        All_Weights: {
+          Bias_Weight: 50,
+          Numerical_Variables: {
+            bpf_cpu_time_ms: { scale: 1000, weight: 3 },
+            bpf_page_cache_hit: { scale: 10, weight: -1 },
+          },
+        },
+      },
+    };
+    const metadata = (name: string) =>
+      JSON.stringify({
+        model_name: name,
+        features: ['bpf_cpu_time_ms', 'bpf_page_cache_hit'],
+        output_type: 'AbsPower',
+      });
+    const version = await loadOnly({
+      'm/1/metadata.json': metadata('LinearRegressionTrainer_3'),
+      'm/1/weight.json': JSON.stringify(linear),
+    });
+    expectClose(
+      await predictPods(version),
+      KEPLER_PODS.map((pod) => referenceWatts(linear, 'linear', 'BPFOnly', pod)),
+    );
+    const curve = { platform: { All_Weights: { ...linear.platform.All_Weights, CurveFit_Weights: [1, 2, 3] } } };
+    await expect(
+      loadOnly({
+        'm/1/metadata.json': metadata('PolynomialRegressionTrainer_1'),
+        'm/1/weight.json': JSON.stringify(curve),
+      }),
+    ).rejects.toThrow('PolynomialRegressionTrainer has CurveFit_Weights');
+  });
+
   it('takes main_feature from metadata over the feature-group table', async () => {
     const weights = {
       platform: {

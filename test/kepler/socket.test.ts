@@ -7,15 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { makeRepository, startApp, testConfig } from '../helpers.js';
-import {
-  closeTo,
-  fixtureWeights,
-  KEPLER_METRICS,
-  KEPLER_MODELS,
-  KEPLER_PODS,
-  keplerValues,
-  referenceWatts,
-} from '../kepler-reference.js';
+import { expectFixtureWatts, KEPLER_METRICS, KEPLER_MODELS, KEPLER_PODS, keplerValues } from '../kepler-reference.js';
 
 const FIXTURE = KEPLER_MODELS[1];
 
@@ -26,12 +18,12 @@ async function socketApp() {
   return { app, socketPath, root };
 }
 
-const keplerRequest = (values = keplerValues()) =>
+const keplerRequest = (values = keplerValues(), source = 'intel_rapl') =>
   JSON.stringify({
     metrics: KEPLER_METRICS,
     values,
     output_type: 'AbsPower',
-    source: 'intel_rapl',
+    source,
     system_features: null,
     system_values: null,
     trainer_name: '',
@@ -58,18 +50,22 @@ async function keplerClient(socketPath: string, body: string, pieces = 1): Promi
 function expectBasicWatts(reply: string, pods = KEPLER_PODS) {
   const { powers, msg } = JSON.parse(reply) as { powers: Record<string, number[]>; msg: string };
   expect(msg).toBe('');
-  pods.forEach((pod, r) => {
-    const expected = referenceWatts(fixtureWeights(FIXTURE.path), FIXTURE.kind, FIXTURE.group, pod);
-    for (const [component, watts] of Object.entries(expected)) {
-      expect(closeTo(powers[component]?.[r] as number, watts), `${component}[${r}]`).toBe(true);
-    }
-  });
+  expectFixtureWatts(powers, FIXTURE, pods);
 }
 
 describe('Kepler estimator on a unix socket', () => {
   it('answers a request the way Kepler reads it', async () => {
     const { socketPath } = await socketApp();
     expectBasicWatts(await keplerClient(socketPath, keplerRequest()));
+  });
+
+  it.each(KEPLER_MODELS)('answers the watts of $path', async (fixture) => {
+    const root = await makeRepository({ 'm/1': { kepler: fixture.path } });
+    const socketPath = path.join(root, 'estimator.sock');
+    await startApp({ MODEL_REPOSITORY: root, KEPLER_ESTIMATOR_SOCKET: socketPath });
+    const source = fixture.path.includes('/acpi/') ? 'acpi' : 'intel_rapl';
+    const reply = await keplerClient(socketPath, keplerRequest(keplerValues(), source));
+    expectFixtureWatts((JSON.parse(reply) as { powers: Record<string, number[]> }).powers, fixture);
   });
 
   it('reads a request that arrives in many pieces', async () => {

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { makeRepository, type RepositoryEntry, startApp } from '../helpers.js';
 import {
   closeTo,
+  expectFixtureWatts,
   fixtureWeights,
   KEPLER_METRICS,
   KEPLER_MODELS,
@@ -36,18 +37,6 @@ function keplerRequest(overrides: Record<string, unknown> = {}) {
   };
 }
 
-function expectWatts(powers: Record<string, number[]>, fixture: (typeof KEPLER_MODELS)[number]) {
-  const weights = fixtureWeights(fixture.path);
-  expect(Object.keys(powers)).toEqual(Object.keys(weights));
-  KEPLER_PODS.forEach((pod, r) => {
-    const expected = referenceWatts(weights, fixture.kind, fixture.group, pod);
-    for (const [component, watts] of Object.entries(expected)) {
-      const got = powers[component]?.[r] as number;
-      expect(closeTo(got, watts), `${component}[${r}]: ${got} vs ${watts}`).toBe(true);
-    }
-  });
-}
-
 const sourceOf = (fixture: (typeof KEPLER_MODELS)[number]) => (fixture.path.includes('/acpi/') ? 'acpi' : 'intel_rapl');
 
 describe('POST /kepler/estimate', () => {
@@ -58,7 +47,7 @@ describe('POST /kepler/estimate', () => {
       .send(keplerRequest({ source: sourceOf(fixture) }))
       .expect(200);
     expect(body).toMatchObject({ msg: '', core_ratio: 1 });
-    expectWatts(body.powers, fixture);
+    expectFixtureWatts(body.powers, fixture);
   });
 
   it('picks the lowest-mae model that fits, and honours trainer_name and filter', async () => {
@@ -67,7 +56,7 @@ describe('POST /kepler/estimate', () => {
       request(app.server).post('/kepler/estimate').send(keplerRequest(overrides));
 
     // Among rapl AbsPower models the Basic SGD (mae 23.95) beats BPFIRQ exponential (24.04).
-    expectWatts((await estimate({})).body.powers, KEPLER_MODELS[1]);
+    expectFixtureWatts((await estimate({})).body.powers, KEPLER_MODELS[1]);
     // Without counters the Basic model's features are missing: BPFIRQ exponential is next.
     const bpfOnly = KEPLER_METRICS.filter((m) => !['cache_miss', 'cpu_cycles', 'cpu_instructions'].includes(m));
     const bpfValues = KEPLER_PODS.map((pod) => bpfOnly.map((m) => pod[m] ?? 0));
@@ -85,12 +74,15 @@ describe('POST /kepler/estimate', () => {
       ),
     ).toBe(true);
 
-    expectWatts((await estimate({ trainer_name: 'LogarithmicRegressionTrainer' })).body.powers, KEPLER_MODELS[2]);
-    expectWatts(
+    expectFixtureWatts(
+      (await estimate({ trainer_name: 'LogarithmicRegressionTrainer' })).body.powers,
+      KEPLER_MODELS[2],
+    );
+    expectFixtureWatts(
       (await estimate({ trainer_name: 'SGDRegressorTrainer', filter: 'mae:50' })).body.powers,
       KEPLER_MODELS[1],
     );
-    expectWatts((await estimate({ source: 'acpi' })).body.powers, KEPLER_MODELS[4]);
+    expectFixtureWatts((await estimate({ source: 'acpi' })).body.powers, KEPLER_MODELS[4]);
 
     const none = await estimate({ filter: 'mae:5' }).expect(400);
     expect(none.body).toEqual({ powers: {}, msg: expect.stringContaining('filter mae:5') });
@@ -178,7 +170,7 @@ describe('Kepler models over the other protocols', () => {
       const rows: number[][] = components.length === 1 ? body.predictions.map((w: number) => [w]) : body.predictions;
       if (components.length > 1) expect(body.outputs).toEqual(components);
       expect(model.outputs).toEqual(components);
-      expectWatts(
+      expectFixtureWatts(
         Object.fromEntries(components.map((name, c) => [name, rows.map((row) => row[c] as number)])),
         fixture,
       );
