@@ -33,6 +33,13 @@ function startServer(env: Record<string, string>) {
   return { child, output, exited };
 }
 
+/** Waits for /ping to answer 200, as SageMaker does before sending traffic. */
+async function untilReady(base: string): Promise<void> {
+  await expect
+    .poll(async () => (await fetch(`${base}/ping`).catch(() => undefined))?.status, { timeout: 20_000, interval: 100 })
+    .toBe(200);
+}
+
 afterEach(() => {
   for (const child of children.splice(0)) child.kill('SIGKILL');
 });
@@ -44,12 +51,7 @@ describe('the server process', () => {
       const port = await freePort();
       const { child, output, exited } = startServer({ PORT: String(port), SLOW_REQUEST_MS: '1' });
       const base = `http://127.0.0.1:${port}`;
-      await expect
-        .poll(async () => (await fetch(`${base}/ping`).catch(() => undefined))?.status, {
-          timeout: 20_000,
-          interval: 100,
-        })
-        .toBe(200);
+      await untilReady(`${base}`);
 
       for (let i = 0; i < 5; i++) {
         const response = await fetch(`${base}/invocations`, {
@@ -84,12 +86,7 @@ describe('the server process', () => {
     const socketPath = path.join(await makeRepository({}), 'estimator.sock');
     startServer({ PORT: String(port), KEPLER_ESTIMATOR_SOCKET: socketPath });
     const base = `http://127.0.0.1:${port}`;
-    await expect
-      .poll(async () => (await fetch(`${base}/ping`).catch(() => undefined))?.status, {
-        timeout: 20_000,
-        interval: 100,
-      })
-      .toBe(200);
+    await untilReady(`${base}`);
     const request = JSON.stringify({
       metrics: ['bpf_page_cache_hit', 'bpf_cpu_time_ms', 'cpu_cycles'],
       values: [
@@ -121,12 +118,7 @@ describe('the server process', () => {
   it('takes SageMaker’s SAGEMAKER_BIND_TO_PORT when PORT is unset', async () => {
     const port = await freePort();
     startServer({ SAGEMAKER_BIND_TO_PORT: String(port) });
-    await expect
-      .poll(async () => (await fetch(`http://127.0.0.1:${port}/ping`).catch(() => undefined))?.status, {
-        timeout: 20_000,
-        interval: 100,
-      })
-      .toBe(200);
+    await untilReady(`http://127.0.0.1:${port}`);
   });
 
   it.each([
