@@ -9,8 +9,13 @@ import { type Config, loadConfig } from '../src/config.js';
 import { ApiError } from '../src/errors.js';
 
 export const SHIPPED_MODELS = fileURLToPath(new URL('../models', import.meta.url));
-/** Real kepler-model-db models (Apache-2.0), in the shared folder beside the repository. */
-export const KEPLER_FIXTURES = fileURLToPath(new URL('../../shared/fixtures/kepler-model-db', import.meta.url));
+/**
+ * Real kepler-model-db models (Apache-2.0): the shared folder beside the repository, as CI lays
+ * it out, or wherever WATTSERVE_KEPLER_FIXTURES points.
+ */
+export const KEPLER_FIXTURES =
+  process.env.WATTSERVE_KEPLER_FIXTURES ??
+  fileURLToPath(new URL('../../shared/fixtures/kepler-model-db', import.meta.url));
 export const LINEAR = 'pod-power-linear';
 export const MLP = 'pod-power-mlp';
 export const KEPLER = 'kepler-ec2-rapl-bpfonly';

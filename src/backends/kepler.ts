@@ -12,13 +12,10 @@ const KEPLER_METADATA = 'metadata.json';
 export interface KeplerModelInfo {
   /** `SGDRegressorTrainer_0` */
   modelName: string;
-  /** `SGDRegressorTrainer` */
-  trainer: string;
   /** `AbsPower` or `DynPower` */
   outputType: string;
   /** `rapl-sysfs` or `acpi` */
   energySource: string;
-  features: readonly string[];
   /** The numeric metadata entries (mae, mape, abs_max_corr, …), which `filter` compares against. */
   attributes: Readonly<Record<string, number>>;
   /** The weights file as it was read. */
@@ -49,7 +46,7 @@ export const keplerBackend: Backend = {
     const metadata = parseMetadata(source.metadata);
     if (source.weights === undefined) {
       throw new Error(
-        `${trainerOf(metadata.model_name)} has no weights file (${source.weightsName}): wattserve runs Kepler's linear and curve-fit trainers without Python; export this model to ONNX and serve it as model.onnx`,
+        `${trainerOf(metadata.model_name)} has no weights file (${source.weightsName}): wattserve runs Kepler's linear and curve-fit trainers without Python; export this model to ONNX and put model.onnx in this folder in place of the archive`,
       );
     }
     const features = metadata.features;
@@ -60,11 +57,9 @@ export const keplerBackend: Backend = {
     });
     const info: KeplerModelInfo = {
       modelName: metadata.model_name,
-      trainer: trainerOf(metadata.model_name),
       outputType: metadata.output_type,
       energySource:
         normaliseEnergySource(metadata.energy_source ?? metadata.source ?? '') ?? energySourceOf(formula.components),
-      features,
       attributes: Object.fromEntries(
         Object.entries(metadata).filter((entry): entry is [string, number] => typeof entry[1] === 'number'),
       ),

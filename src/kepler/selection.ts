@@ -15,6 +15,7 @@ export interface SelectionRequest {
 export interface Candidate {
   name: string;
   version: number;
+  features: readonly string[];
   outputs: readonly string[];
   kepler: KeplerModelInfo;
 }
@@ -22,13 +23,19 @@ export interface Candidate {
 /** The serving version of every loaded Kepler model. */
 export function keplerCandidates(registry: ModelRegistry): Candidate[] {
   if (registry.loading) throw new ApiError('not_ready', 'models are still loading');
-  return registry
-    .list()
-    .flatMap(({ name, serving }) =>
-      serving.model.kepler === undefined
-        ? []
-        : [{ name, version: serving.version, outputs: serving.outputs, kepler: serving.model.kepler }],
-    );
+  return registry.list().flatMap(({ name, serving }) =>
+    serving.model.kepler === undefined
+      ? []
+      : [
+          {
+            name,
+            version: serving.version,
+            features: serving.features,
+            outputs: serving.outputs,
+            kepler: serving.model.kepler,
+          },
+        ],
+  );
 }
 
 /** The selection fields of a Kepler request body (the estimator's or the model server's). */
@@ -87,7 +94,7 @@ export function selectModel<C extends Candidate>(candidates: readonly C[], reque
   const steps: Array<[string, (c: C) => boolean]> = [
     [`output type ${request.outputType}`, (c) => c.kepler.outputType === request.outputType],
     [`energy source ${request.source}`, (c) => c.kepler.energySource === source],
-    ['the given metrics', (c) => c.kepler.features.every((feature) => metrics.has(feature))],
+    ['the given metrics', (c) => c.features.every((feature) => metrics.has(feature))],
     [
       `trainer ${request.trainerName}`,
       (c) => !request.trainerName || c.kepler.modelName.startsWith(request.trainerName),

@@ -5,13 +5,17 @@ import type { EstimateReply } from './estimator.js';
 import { estimateFailure } from './estimator.js';
 import { JsonFrame } from './json-frame.js';
 
+/** Kepler's Go client reads the reply in a single read of at most this many bytes. */
+const KEPLER_READ_BYTES = 4096;
+
 export interface EstimatorSocketOptions {
   path: string;
   /** Largest request accepted, in bytes. */
   maxBytes: number;
-  /** A connection that sends nothing for this long is closed. */
-  idleTimeoutMs: number;
-  /** Answers one parsed request; failures must already be turned into a reply. */
+  /** A connection still open this long after it was accepted is closed, however it trickles. */
+  deadlineMs: number;
+  maxConnections: number;
+  /** Answers one parsed request; failures are expected to come back as failure replies. */
   answer(body: unknown): Promise<EstimateReply>;
   log: FastifyBaseLogger;
 }
@@ -32,6 +36,7 @@ export async function listenEstimatorSocket(options: EstimatorSocketOptions): Pr
     socket.on('close', () => connections.delete(socket));
     serveConnection(socket, options);
   });
+  server.maxConnections = options.maxConnections;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.path, () => {
@@ -57,7 +62,16 @@ function serveConnection(socket: Socket, options: EstimatorSocketOptions): void 
 
   const reply = (body: EstimateReply) => {
     handled = true;
-    if (!socket.destroyed) socket.end(JSON.stringify(body));
+    const text = JSON.stringify(body);
+    const bytes = Buffer.byteLength(text);
+    if (bytes > KEPLER_READ_BYTES) {
+      const pods = Object.values(body.powers)[0]?.length;
+      options.log.warn(
+        { bytes, pods },
+        `reply over the ${KEPLER_READ_BYTES} bytes Kepler reads at once: Kepler cannot parse it`,
+      );
+    }
+    if (!socket.destroyed) socket.end(text);
   };
   const answer = (request: Buffer) => {
     handled = true;
@@ -74,7 +88,8 @@ function serveConnection(socket: Socket, options: EstimatorSocketOptions): void 
     });
   };
 
-  socket.setTimeout(options.idleTimeoutMs, () => socket.destroy());
+  const deadline = setTimeout(() => socket.destroy(), options.deadlineMs);
+  socket.on('close', () => clearTimeout(deadline));
   socket.on('error', (error) => options.log.debug({ err: error }, 'Kepler estimator connection error'));
   socket.on('data', (chunk: Buffer) => {
     if (handled) return;
@@ -93,9 +108,9 @@ function serveConnection(socket: Socket, options: EstimatorSocketOptions): void 
     }
     if (end !== -1) answer(Buffer.concat(chunks).subarray(0, size - chunk.length + end));
   });
-  // A client that closes its side before the object is complete gets whatever it sent judged.
+  // A client that closes its side before the object is complete is told so.
   socket.on('end', () => {
-    if (!handled && size > 0) answer(Buffer.concat(chunks));
+    if (!handled && size > 0) reply(estimateFailure('the request ended before its JSON object was complete'));
     else if (!handled) socket.end();
   });
 }

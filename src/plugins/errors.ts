@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { ApiError } from '../errors.js';
 import { PredictionError } from '../inference.js';
@@ -28,12 +28,22 @@ export default fp(
  * 503 while loading is an expected answer, not a fault), refused requests at debug.
  */
 export function logAndMap(error: unknown, request: FastifyRequest): ApiError {
-  const apiError = toApiError(error as FastifyError, request.server.initialConfig.bodyLimit ?? 0);
+  return mapAndLog(error, request.log, request.server.initialConfig.bodyLimit ?? 0, { url: request.url });
+}
+
+/** logAndMap for failures outside an HTTP request (the Kepler socket): `where` says what failed. */
+export function mapAndLog(
+  error: unknown,
+  log: FastifyBaseLogger,
+  bodyLimit: number,
+  where: Record<string, string>,
+): ApiError {
+  const apiError = toApiError(error as FastifyError, bodyLimit);
   if (apiError.statusCode === 500) {
     const cause = error instanceof PredictionError ? error.cause : error;
-    request.log.error({ err: cause, url: request.url }, apiError.message);
+    log.error({ err: cause, ...where }, apiError.message);
   } else {
-    request.log.debug({ code: apiError.code, field: apiError.field, url: request.url }, apiError.message);
+    log.debug({ code: apiError.code, field: apiError.field, ...where }, apiError.message);
   }
   return apiError;
 }

@@ -2,10 +2,11 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { estimate, estimateFailureFor } from '../kepler/estimator.js';
 import { type EstimatorSocket, listenEstimatorSocket } from '../kepler/socket.js';
-import { toApiError } from './errors.js';
+import { mapAndLog } from './errors.js';
 
-// Kepler's client waits on the socket with no timeout of its own; a silent client is dropped.
-const IDLE_TIMEOUT_MS = 10_000;
+// Kepler's requests are small (about 100 KB for 500 processes) and it has one connection open
+// at a time; these bounds keep a misbehaving local client from holding memory or connections.
+const SOCKET_LIMITS = { maxBytes: 1024 * 1024, deadlineMs: 10_000, maxConnections: 64 };
 
 /**
  * With KEPLER_ESTIMATOR_SOCKET set, serves Kepler's estimator on that unix socket beside HTTP,
@@ -13,21 +14,18 @@ const IDLE_TIMEOUT_MS = 10_000;
  */
 export default fp(
   async function keplerSocket(app: FastifyInstance) {
-    const { keplerEstimatorSocket: path, maxRows, maxBodyBytes } = app.config;
+    const { keplerEstimatorSocket: path, maxRows } = app.config;
     if (path === undefined) return;
     let socket: EstimatorSocket | undefined;
     app.addHook('onReady', async () => {
       socket = await listenEstimatorSocket({
         path,
-        maxBytes: maxBodyBytes,
-        idleTimeoutMs: IDLE_TIMEOUT_MS,
+        ...SOCKET_LIMITS,
         log: app.log,
         answer: (body) =>
-          estimate(app.models, body, maxRows).catch((error: unknown) => {
-            const apiError = toApiError(error as Parameters<typeof toApiError>[0], maxBodyBytes);
-            if (apiError.statusCode === 500) app.log.error({ err: error }, 'Kepler estimate failed');
-            return estimateFailureFor(apiError);
-          }),
+          estimate(app.models, body, maxRows).catch((error: unknown) =>
+            estimateFailureFor(mapAndLog(error, app.log, SOCKET_LIMITS.maxBytes, { socket: path })),
+          ),
       });
     });
     app.addHook('onClose', async () => socket?.close());

@@ -29,9 +29,9 @@ export async function loadVersion(source: VersionSource): Promise<ModelVersion> 
   const metadata = await readMetadata(source.dir, source.files);
   const model = await backend.load(source.dir, source.files);
   try {
-    const features = featureNames(metadata.features ?? model.features, model.inputWidth);
+    const features = featureNames(declaredNames('features', metadata.features, model.features), model.inputWidth);
     const sample = await model.predict(zeroRow(features.length));
-    const outputs = outputNames(metadata.outputs ?? model.outputs, sample);
+    const outputs = outputNames(declaredNames('outputs', metadata.outputs, model.outputs), sample);
     return {
       name: source.name,
       version: source.version,
@@ -46,6 +46,24 @@ export async function loadVersion(source: VersionSource): Promise<ModelVersion> 
     await model.dispose();
     throw error;
   }
+}
+
+/**
+ * Names the model files carry themselves (a Kepler archive's features and components) are the
+ * ones its formulas use: metadata.json may repeat them, not reorder or rename them.
+ */
+function declaredNames(
+  what: 'features' | 'outputs',
+  inMetadata: readonly string[] | undefined,
+  inModel: readonly string[] | undefined,
+): readonly string[] | undefined {
+  if (inModel === undefined) return inMetadata;
+  if (inMetadata !== undefined && inMetadata.join('\n') !== inModel.join('\n')) {
+    throw new Error(
+      `metadata.json lists ${what} ${inMetadata.join(', ')}, but the model's own are ${inModel.join(', ')}`,
+    );
+  }
+  return inModel;
 }
 
 export function featureNames(

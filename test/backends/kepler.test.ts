@@ -64,18 +64,62 @@ describe('kepler backend on real kepler-model-db models', () => {
     );
   });
 
-  it('loads the unpacked layout (metadata.json + weight.json) like the downloaded pair', async () => {
+  it('loads the unpacked layout (metadata.json + weight.json), as the archive it serves unpacks', async () => {
     const fixture = KEPLER_MODELS[3];
     const zipped = await loadOnly({ 'm/1': { kepler: fixture.path } });
     const archive = await zipped.model.kepler?.archive();
     if (archive === undefined) throw new Error('no archive');
     const files = unzipSync(archive);
     expect(Object.keys(files)).toEqual(expect.arrayContaining(['metadata.json', 'weight.json']));
+    expect(JSON.parse(strFromU8(files['weight.json'] as Uint8Array))).toEqual(fixtureWeights(fixture.path));
     const unpacked: Record<string, RepositoryEntry> = {};
     for (const [name, bytes] of Object.entries(files)) unpacked[`m/1/${name}`] = bytes;
     const version = await loadOnly(unpacked);
-    expect(JSON.parse(strFromU8(files['weight.json'] as Uint8Array))).toEqual(fixtureWeights(fixture.path));
-    expect(await predictPods(version)).toEqual(await predictPods(zipped));
+    const weights = fixtureWeights(fixture.path);
+    expectClose(
+      await predictPods(version),
+      KEPLER_PODS.map((pod) => referenceWatts(weights, fixture.kind, fixture.group, pod)),
+    );
+  });
+
+  it.each([
+    ['Basic', ['cache_miss', 'cpu_cycles', 'cpu_instructions', 'bpf_cpu_time_ms', 'bpf_page_cache_hit']],
+    ['CounterOnly', ['cache_miss', 'cpu_cycles', 'cpu_instructions']],
+    [
+      'CounterIRQCombined',
+      ['cache_miss', 'cpu_cycles', 'cpu_instructions', 'bpf_block_irq', 'bpf_net_rx_irq', 'bpf_net_tx_irq'],
+    ],
+  ])('fits %s curves on its main feature, and dram on its own', async (group, features) => {
+    const scales = Object.fromEntries(features.map((f, i) => [f, { scale: 10 ** (i + 3) }]));
+    const component = (curve: number[]) => ({ All_Weights: { Numerical_Variables: scales, CurveFit_Weights: curve } });
+    const weights = { package: component([40, 0.8, 60]), dram: component([5, 0.3, 9]) };
+    const metadata = { model_name: 'LogarithmicRegressionTrainer_5', features, output_type: 'AbsPower', mae: 1 };
+    const version = await loadOnly({
+      'm/1/metadata.json': JSON.stringify(metadata),
+      'm/1/weight.json': JSON.stringify(weights),
+    });
+    expectClose(
+      await predictPods(version),
+      KEPLER_PODS.map((pod) => referenceWatts(weights, 'logarithmic', group, pod)),
+    );
+  });
+
+  it('takes the archive’s features and components over a metadata.json beside it, which may not contradict them', async () => {
+    const fixture = KEPLER_MODELS[1];
+    const about = { description: 'EC2 node model' };
+    const described = await loadOnly({ 'm/1': { kepler: fixture.path }, 'm/1/metadata.json': JSON.stringify(about) });
+    expect(described.about.description).toBe('EC2 node model');
+    expect(described.outputs).toEqual(['package', 'core', 'uncore', 'dram']);
+    const reversed = [...described.features].reverse();
+    await expect(
+      loadOnly({ 'm/1': { kepler: fixture.path }, 'm/1/metadata.json': JSON.stringify({ features: reversed }) }),
+    ).rejects.toThrow('metadata.json lists features');
+    await expect(
+      loadOnly({
+        'm/1': { kepler: fixture.path },
+        'm/1/metadata.json': JSON.stringify({ outputs: ['a', 'b', 'c', 'd'] }),
+      }),
+    ).rejects.toThrow('metadata.json lists outputs');
   });
 
   it('adds categorical weights for the node’s system features, and evaluates logistic curves', async () => {

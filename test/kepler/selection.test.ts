@@ -3,19 +3,17 @@ import type { KeplerModelInfo } from '../../src/backends/kepler.js';
 import { parseFilter, selectModel } from '../../src/kepler/selection.js';
 import { apiErrorOf } from '../helpers.js';
 
-function candidate(name: string, info: Partial<KeplerModelInfo>) {
+function candidate(name: string, info: Partial<KeplerModelInfo>, features = ['bpf_cpu_time_ms']) {
   const kepler: KeplerModelInfo = {
     modelName: name,
-    trainer: name.replace(/_\d+$/, ''),
     outputType: 'AbsPower',
     energySource: 'rapl-sysfs',
-    features: ['bpf_cpu_time_ms'],
     attributes: {},
     weights: {},
     archive: async () => new Uint8Array(),
     ...info,
   };
-  return { name, version: 1, outputs: ['package'], kepler };
+  return { name, version: 1, features, outputs: ['package'], kepler };
 }
 
 const request = {
@@ -31,10 +29,7 @@ describe('choosing the Kepler model for a request', () => {
   const log = candidate('LogarithmicRegressionTrainer_0', { attributes: { mae: 40, abs_max_corr: 0.5 } });
   const dyn = candidate('SGDRegressorTrainer_1', { outputType: 'DynPower', attributes: { mae: 1 } });
   const acpi = candidate('SGDRegressorTrainer_2', { energySource: 'acpi', attributes: { mae: 2 } });
-  const wide = candidate('SGDRegressorTrainer_3', {
-    features: ['bpf_cpu_time_ms', 'cpu_cycles'],
-    attributes: { mae: 3 },
-  });
+  const wide = candidate('SGDRegressorTrainer_3', { attributes: { mae: 3 } }, ['bpf_cpu_time_ms', 'cpu_cycles']);
   const all = [sgd, log, dyn, acpi, wide];
 
   it('takes the lowest mae among those of the same output type and source whose features are all given', () => {

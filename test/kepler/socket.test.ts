@@ -1,13 +1,13 @@
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { lstat, writeFile } from 'node:fs/promises';
-import { connect, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { makeRepository, startApp, testConfig } from '../helpers.js';
 import { expectFixtureWatts, KEPLER_METRICS, KEPLER_MODELS, KEPLER_PODS, keplerValues } from '../kepler-reference.js';
+import { keplerClient, wholeReply } from './clients.js';
 
 const FIXTURE = KEPLER_MODELS[1];
 
@@ -29,23 +29,6 @@ const keplerRequest = (values = keplerValues(), source = 'intel_rapl') =>
     trainer_name: '',
     filter: '',
   });
-
-/**
- * Does what Kepler's Go sidecar client does: dial, write the JSON with no newline, then a single
- * read of at most 4096 bytes, and close. `pieces` writes the request in that many parts.
- */
-async function keplerClient(socketPath: string, body: string, pieces = 1): Promise<string> {
-  const socket = connect(socketPath);
-  await once(socket, 'connect');
-  const size = Math.ceil(body.length / pieces);
-  for (let i = 0; i < body.length; i += size) {
-    socket.write(body.slice(i, i + size));
-    if (pieces > 1) await sleep(5);
-  }
-  const [chunk] = (await once(socket, 'data')) as [Buffer];
-  socket.destroy();
-  return chunk.subarray(0, 4096).toString('utf8');
-}
 
 function expectBasicWatts(reply: string, pods = KEPLER_PODS) {
   const { powers, msg } = JSON.parse(reply) as { powers: Record<string, number[]>; msg: string };
@@ -91,8 +74,8 @@ describe('Kepler estimator on a unix socket', () => {
       ...(KEPLER_PODS[0] as Record<string, number>),
       bpf_cpu_time_ms: 1000 + i * 37.3,
     }));
-    const reply = await keplerClient(socketPath, keplerRequest(keplerValues(pods)));
-    expect(reply.length).toBeLessThanOrEqual(4096);
+    const reply = await wholeReply(socketPath, (s) => s.write(keplerRequest(keplerValues(pods))));
+    expect(Buffer.byteLength(reply)).toBeLessThanOrEqual(4096);
     expectBasicWatts(reply, pods);
   });
 
@@ -102,9 +85,8 @@ describe('Kepler estimator on a unix socket', () => {
     await once(quitter, 'connect');
     quitter.write(keplerRequest().slice(0, 50));
     quitter.destroy();
-    const silent: Socket = connect(socketPath);
-    await once(silent, 'connect');
-    silent.end();
+    // A client that connects and closes without a word is let go with no reply.
+    expect(await wholeReply(socketPath, (s) => s.end())).toBe('');
     const garbage = JSON.parse(await keplerClient(socketPath, 'GET / HTTP/1.1\r\n\r\n'));
     expect(garbage).toEqual({ powers: {}, msg: expect.stringContaining('not a JSON object') });
     const wrong = JSON.parse(await keplerClient(socketPath, JSON.stringify({ metrics: ['x'], values: [[1]] })));
