@@ -70,14 +70,15 @@ export async function estimate(registry: ModelRegistry, body: unknown, maxRows: 
  * a single 4096-byte read, and shorter numbers let far more pods fit (watts need no more).
  */
 function powersByComponent(outputs: readonly string[], result: Matrix): Record<string, number[]> {
-  const powers: Record<string, number[]> = {};
-  outputs.forEach((name, c) => {
-    const column = new Array<number>(result.rows);
-    for (let r = 0; r < result.rows; r++)
-      column[r] = Number((result.data[r * result.cols + c] as number).toPrecision(8));
-    powers[name] = column;
-  });
-  return powers;
+  return Object.fromEntries(
+    outputs.map((name, c) => {
+      const column = new Array<number>(result.rows);
+      for (let r = 0; r < result.rows; r++) {
+        column[r] = Number((result.data[r * result.cols + c] as number).toPrecision(8));
+      }
+      return [name, column];
+    }),
+  );
 }
 
 export function parseEstimateRequest(body: unknown): EstimateRequest {
