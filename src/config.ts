@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { zodProblems } from './zod-problems.js';
 
 const MEBIBYTE = 1024 * 1024;
 
@@ -58,7 +59,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const blankless = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
   const parsed = envSchema.safeParse(blankless);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    const problems = zodProblems(parsed.error);
     throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
   }
   const e = parsed.data;

@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Matrix } from '../matrix.js';
 import type { KeplerModelInfo } from './kepler.js';
 
@@ -40,4 +42,17 @@ export function outputMatrix(data: Matrix['data'], rows: number): Matrix {
     throw new Error(`the model returned ${data.length} values for ${rows} rows`);
   }
   return { data, rows, cols: data.length / rows };
+}
+
+/** Parses JSON text from a model file; a syntax error names the file. */
+export function parseJsonText(text: string, name: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new Error(`${name} is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+export async function readJsonFile(file: string): Promise<unknown> {
+  return parseJsonText(await readFile(file, 'utf8'), path.basename(file));
 }

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { strFromU8, strToU8, unzipSync, zipSync } from 'fflate';
 import { z } from 'zod';
 import { buildFormula, trainerOf } from '../kepler/weights.js';
-import type { Backend, LoadedModel } from './backend.js';
+import { zodProblems } from '../zod-problems.js';
+import { type Backend, type LoadedModel, parseJsonText, readJsonFile } from './backend.js';
 
 const UNPACKED_WEIGHTS = 'weight.json';
 const KEPLER_METADATA = 'metadata.json';
@@ -96,8 +97,8 @@ async function readUnpacked(dir: string, files: readonly string[]): Promise<Kepl
   if (!files.includes(KEPLER_METADATA))
     throw new Error(`${UNPACKED_WEIGHTS} needs the Kepler ${KEPLER_METADATA} beside it`);
   return {
-    metadata: await readJson(path.join(dir, KEPLER_METADATA)),
-    weights: await readJson(path.join(dir, UNPACKED_WEIGHTS)),
+    metadata: await readJsonFile(path.join(dir, KEPLER_METADATA)),
+    weights: await readJsonFile(path.join(dir, UNPACKED_WEIGHTS)),
     weightsName: UNPACKED_WEIGHTS,
     async archive() {
       const entries = await Promise.all(
@@ -125,10 +126,10 @@ async function readArchive(dir: string, files: readonly string[]): Promise<Keple
   const weightsName = `${zipName.slice(0, -'.zip'.length)}.json`;
   // A sibling weights file as downloaded, or weight.json inside an archive kepler-model-server served.
   const weights = files.includes(weightsName)
-    ? await readJson(path.join(dir, weightsName))
-    : inside[UNPACKED_WEIGHTS] && parseJson(strFromU8(inside[UNPACKED_WEIGHTS]), UNPACKED_WEIGHTS);
+    ? await readJsonFile(path.join(dir, weightsName))
+    : inside[UNPACKED_WEIGHTS] && parseJsonText(strFromU8(inside[UNPACKED_WEIGHTS]), UNPACKED_WEIGHTS);
   return {
-    metadata: parseJson(strFromU8(metadataBytes), `${zipName}/${KEPLER_METADATA}`),
+    metadata: parseJsonText(strFromU8(metadataBytes), `${zipName}/${KEPLER_METADATA}`),
     weights,
     weightsName,
     async archive() {
@@ -140,22 +141,9 @@ async function readArchive(dir: string, files: readonly string[]): Promise<Keple
 function parseMetadata(json: unknown): z.infer<typeof metadataSchema> {
   const parsed = metadataSchema.safeParse(json);
   if (!parsed.success) {
-    const problem = parsed.error.issues[0];
-    throw new Error(`the Kepler ${KEPLER_METADATA} is invalid: ${problem?.path.join('.')}: ${problem?.message}`);
+    throw new Error(`the Kepler ${KEPLER_METADATA} is invalid: ${zodProblems(parsed.error).join('; ')}`);
   }
   return parsed.data;
-}
-
-async function readJson(file: string): Promise<unknown> {
-  return parseJson(await readFile(file, 'utf8'), path.basename(file));
-}
-
-function parseJson(text: string, name: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw new Error(`${name} is not valid JSON: ${(error as Error).message}`);
-  }
 }
 
 /** Kepler's names for energy sources: it sends `intel_rapl`; `rapl` also means rapl-sysfs. */

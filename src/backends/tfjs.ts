@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { asFloat32 } from '../matrix.js';
-import { type Backend, type LoadedModel, outputMatrix } from './backend.js';
+import { type Backend, type LoadedModel, outputMatrix, readJsonFile } from './backend.js';
 
 const MODEL_FILE = 'model.json';
 
@@ -59,7 +59,7 @@ function layersModel(model: tf.LayersModel, runtime: string): LoadedModel {
 export function fileLoader(dir: string): tf.io.IOHandler {
   return {
     async load() {
-      const modelJson = JSON.parse(await readFile(path.join(dir, MODEL_FILE), 'utf8')) as tf.io.ModelJSON;
+      const modelJson = (await readJsonFile(path.join(dir, MODEL_FILE))) as tf.io.ModelJSON;
       if (modelJson.format !== undefined && modelJson.format !== 'layers-model') {
         throw new Error(`model.json is a ${modelJson.format}; wattserve loads the layers format (Keras models)`);
       }

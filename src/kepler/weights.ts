@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { zodProblems } from '../zod-problems.js';
 
 /**
  * Kepler's weights file (`<Trainer>_<n>.json`, or `weight.json` once unpacked) and the formulas
@@ -107,8 +108,7 @@ export function buildFormula(
   const trainer = trainerOf(options.modelName);
   const parsed = weightsSchema.safeParse(weightsJson);
   if (!parsed.success) {
-    const problem = parsed.error.issues[0];
-    throw new Error(`the weights file is invalid: ${problem?.path.join('.')}: ${problem?.message}`);
+    throw new Error(`the weights file is invalid: ${zodProblems(parsed.error).join('; ')}`);
   }
   const entries = Object.entries(parsed.data);
   if (entries.length === 0) throw new Error('the weights file has no component');

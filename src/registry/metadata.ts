@@ -1,6 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
+import { readJsonFile } from '../backends/backend.js';
+import { zodProblems } from '../zod-problems.js';
 
 export const METADATA_FILE = 'metadata.json';
 
@@ -29,16 +30,9 @@ export async function readMetadata(dir: string, files: readonly string[]): Promi
   if (!files.includes(METADATA_FILE)) {
     return { features: undefined, outputs: undefined, about: {} };
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(path.join(dir, METADATA_FILE), 'utf8'));
-  } catch (error) {
-    throw new Error(`${METADATA_FILE} is not valid JSON: ${(error as Error).message}`);
-  }
-  const parsed = metadataSchema.safeParse(json);
+  const parsed = metadataSchema.safeParse(await readJsonFile(path.join(dir, METADATA_FILE)));
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`);
-    throw new Error(`${METADATA_FILE} is invalid: ${problems.join('; ')}`);
+    throw new Error(`${METADATA_FILE} is invalid: ${zodProblems(parsed.error).join('; ')}`);
   }
   const m = parsed.data;
   return {
