@@ -1,7 +1,9 @@
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import admin from './admin/index.js';
 import type { Config } from './config.js';
 import contentTypes from './plugins/content-types.js';
 import errorReplies, { clientErrorReply, frameworkErrorReply } from './plugins/errors.js';
+import adminJwt from './plugins/jwt.js';
 import keplerSocket from './plugins/kepler-socket.js';
 import modelRegistry from './plugins/registry.js';
 import keplerEstimatorProtocol from './protocols/kepler-estimator.js';
@@ -17,7 +19,8 @@ export interface AppOptions {
 /** Builds the whole service without listening: server.ts starts it, tests inject into it. */
 export async function buildApp(config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: { level: config.logLevel },
+    // Admin tokens must never reach a log line, whatever a serializer or a handler logs.
+    logger: { level: config.logLevel, redact: ['req.headers.authorization', 'headers.authorization'] },
     // Logging every request costs about 30% of throughput; errors and slow requests are logged.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.maxBodyBytes,
@@ -43,5 +46,9 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(keplerEstimatorProtocol);
   await app.register(keplerModelServerProtocol);
   await app.register(keplerSocket);
+  if (config.admin !== undefined) {
+    await app.register(adminJwt, config.admin);
+    await app.register(admin, { prefix: '/admin' });
+  }
   return app;
 }

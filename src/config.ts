@@ -1,3 +1,5 @@
+import { createPublicKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { zodProblems } from './zod-problems.js';
 
@@ -33,7 +35,28 @@ const envSchema = z.object({
   SLOW_REQUEST_MS: positiveInt.default(1000),
   SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: z.enum(RESPONSE_MEDIA_TYPES).default('application/json'),
   KEPLER_ESTIMATOR_SOCKET: z.string().optional(),
+  DRAIN_TIMEOUT_MS: positiveInt.default(10_000),
+  MAX_MODEL_BYTES: positiveInt.default(100 * MEBIBYTE),
+  MODEL_POLL_INTERVAL_MS: positiveInt.optional(),
+  // A shorter HMAC secret can be brute-forced offline from any token it signed.
+  ADMIN_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  ADMIN_JWT_PUBLIC_KEY: z.string().optional(),
+  ADMIN_JWT_PUBLIC_KEY_FILE: z.string().optional(),
+  ADMIN_JWT_ISSUER: z.string().optional(),
+  ADMIN_JWT_AUDIENCE: z.string().optional(),
 });
+
+/** The JWT algorithms the admin API accepts, one per kind of configured key. */
+export type AdminAlgorithm = 'HS256' | 'RS256' | 'ES256' | 'ES384' | 'ES512';
+
+export interface AdminConfig {
+  /** The HMAC secret or the PEM public key tokens are verified with. */
+  key: string;
+  /** The only algorithm accepted: the one the key is for (so no token can pick a weaker one). */
+  algorithm: AdminAlgorithm;
+  issuer: string | undefined;
+  audience: string | undefined;
+}
 
 export interface Config {
   port: number;
@@ -48,6 +71,14 @@ export interface Config {
   defaultAccept: ResponseMediaType;
   /** Unix socket path for Kepler's estimator sidecar protocol; off when unset. */
   keplerEstimatorSocket: string | undefined;
+  /** How long an unloaded or replaced version may keep serving the requests that hold it. */
+  drainTimeoutMs: number;
+  /** The most an uploaded model archive may unpack to. */
+  maxModelBytes: number;
+  /** Rescan the repository this often and load what changed; off when unset. */
+  modelPollIntervalMs: number | undefined;
+  /** The admin API's token verification; the admin API is off when unset. */
+  admin: AdminConfig | undefined;
 }
 
 export class ConfigError extends Error {
@@ -75,5 +106,59 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     slowRequestMs: e.SLOW_REQUEST_MS,
     defaultAccept: e.SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT,
     keplerEstimatorSocket: e.KEPLER_ESTIMATOR_SOCKET,
+    drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
+    maxModelBytes: e.MAX_MODEL_BYTES,
+    modelPollIntervalMs: e.MODEL_POLL_INTERVAL_MS,
+    admin: adminConfig(e),
   };
+}
+
+function adminConfig(e: z.infer<typeof envSchema>): AdminConfig | undefined {
+  const keys = [e.ADMIN_JWT_SECRET, e.ADMIN_JWT_PUBLIC_KEY, e.ADMIN_JWT_PUBLIC_KEY_FILE].filter(Boolean);
+  if (keys.length > 1) {
+    throw new ConfigError(
+      'invalid configuration: set only one of ADMIN_JWT_SECRET, ADMIN_JWT_PUBLIC_KEY, ADMIN_JWT_PUBLIC_KEY_FILE',
+    );
+  }
+  const claims = { issuer: e.ADMIN_JWT_ISSUER, audience: e.ADMIN_JWT_AUDIENCE };
+  if (e.ADMIN_JWT_SECRET !== undefined) return { key: e.ADMIN_JWT_SECRET, algorithm: 'HS256', ...claims };
+  const file = e.ADMIN_JWT_PUBLIC_KEY_FILE;
+  let key = e.ADMIN_JWT_PUBLIC_KEY;
+  if (file !== undefined) {
+    try {
+      key = readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new ConfigError(
+        `invalid configuration: ADMIN_JWT_PUBLIC_KEY_FILE: cannot read ${file}: ${(error as NodeJS.ErrnoException).code}`,
+      );
+    }
+  }
+  if (key === undefined) return undefined;
+  const variable = file === undefined ? 'ADMIN_JWT_PUBLIC_KEY' : 'ADMIN_JWT_PUBLIC_KEY_FILE';
+  return { key, algorithm: algorithmFor(key, variable), ...claims };
+}
+
+const EC_ALGORITHMS: Record<string, AdminAlgorithm> = {
+  prime256v1: 'ES256',
+  secp384r1: 'ES384',
+  secp521r1: 'ES512',
+};
+
+/** The signing algorithm a PEM public key is for: RSA keys take RS256, EC keys the ES* of their curve. */
+function algorithmFor(pem: string, variable: string): AdminAlgorithm {
+  let key: ReturnType<typeof createPublicKey>;
+  try {
+    key = createPublicKey(pem);
+  } catch {
+    throw new ConfigError(`invalid configuration: ${variable}: not a PEM public key`);
+  }
+  if (key.asymmetricKeyType === 'rsa') return 'RS256';
+  const curve = key.asymmetricKeyDetails?.namedCurve;
+  const algorithm = key.asymmetricKeyType === 'ec' && curve !== undefined ? EC_ALGORITHMS[curve] : undefined;
+  if (algorithm === undefined) {
+    throw new ConfigError(
+      `invalid configuration: ${variable}: an RSA or EC (P-256, P-384, P-521) public key is needed, got ${key.asymmetricKeyType} ${curve ?? ''}`.trim(),
+    );
+  }
+  return algorithm;
 }

@@ -92,19 +92,23 @@ interface KeplerFiles {
   archive(): Promise<Uint8Array>;
 }
 
-/** The folder as kepler-model-server unpacks a model: metadata.json, weight.json and the rest. */
+/**
+ * The folder as kepler-model-server unpacks a model: metadata.json, weight.json and the rest. The
+ * files are read now: the folder may be renamed or removed while the model serves (hot swap).
+ */
 async function readUnpacked(dir: string, files: readonly string[]): Promise<KeplerFiles> {
   if (!files.includes(KEPLER_METADATA))
     throw new Error(`${UNPACKED_WEIGHTS} needs the Kepler ${KEPLER_METADATA} beside it`);
+  const contents = Object.fromEntries(
+    await Promise.all(files.map(async (file) => [file, new Uint8Array(await readFile(path.join(dir, file)))] as const)),
+  );
+  const json = (file: string) => parseJsonText(strFromU8(contents[file] ?? new Uint8Array()), file);
   return {
-    metadata: await readJsonFile(path.join(dir, KEPLER_METADATA)),
-    weights: await readJsonFile(path.join(dir, UNPACKED_WEIGHTS)),
+    metadata: json(KEPLER_METADATA),
+    weights: json(UNPACKED_WEIGHTS),
     weightsName: UNPACKED_WEIGHTS,
     async archive() {
-      const entries = await Promise.all(
-        files.map(async (file) => [file, new Uint8Array(await readFile(path.join(dir, file)))] as const),
-      );
-      return zipSync(Object.fromEntries(entries));
+      return zipSync(contents);
     },
   };
 }

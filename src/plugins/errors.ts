@@ -28,7 +28,9 @@ export default fp(
  * 503 while loading is an expected answer, not a fault), refused requests at debug.
  */
 export function logAndMap(error: unknown, request: FastifyRequest): ApiError {
-  return mapAndLog(error, request.log, request.server.initialConfig.bodyLimit ?? 0, { url: request.url });
+  // Routes may set their own limit (model uploads take MAX_MODEL_BYTES).
+  const bodyLimit = request.routeOptions.bodyLimit ?? request.server.initialConfig.bodyLimit ?? 0;
+  return mapAndLog(error, request.log, bodyLimit, { url: request.url });
 }
 
 /** logAndMap for failures outside an HTTP request (the Kepler socket): `where` says what failed. */
@@ -53,7 +55,7 @@ export function toApiError(error: FastifyError, bodyLimit: number): ApiError {
   if (error instanceof ApiError) return error;
   switch (error.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new ApiError('body_too_large', `the body is larger than ${bodyLimit} bytes (MAX_BODY_BYTES)`, 'body');
+      return new ApiError('body_too_large', `the body is larger than the limit of ${bodyLimit} bytes`, 'body');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new ApiError(
         'unsupported_media_type',

@@ -1,3 +1,4 @@
+import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
 import { ModelRegistry } from '../registry/registry.js';
@@ -23,7 +24,13 @@ export interface RegistryPluginOptions {
  */
 export default fp<RegistryPluginOptions>(
   async function modelRegistry(app, { config, waitForModels }) {
-    const registry = new ModelRegistry({ defaultModel: config.defaultModel, log: app.log });
+    const registry = new ModelRegistry({
+      defaultModel: config.defaultModel,
+      repository: config.modelRepository,
+      singleModelName: config.modelName,
+      drainTimeoutMs: config.drainTimeoutMs,
+      log: app.log,
+    });
     app.decorate('models', registry);
     app.decorate('config', config);
     const contents = await scanRepository(config.modelRepository, config.modelName);
@@ -32,10 +39,45 @@ export default fp<RegistryPluginOptions>(
     }
     const loading = registry.loadAll(contents);
     if (waitForModels) await loading;
+    const polling =
+      config.modelPollIntervalMs === undefined ? undefined : pollRepository(app, config.modelPollIntervalMs);
     app.addHook('onClose', async () => {
+      await polling?.stop();
       await loading;
       await registry.close();
     });
   },
   { name: 'model-registry' },
 );
+
+/**
+ * Rescans the repository every interval (after the previous scan finished, so slow storage never
+ * piles scans up): how replicas sharing one model volume pick up a version written to it.
+ */
+function pollRepository(app: FastifyInstance, intervalMs: number): { stop(): Promise<void> } {
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> = Promise.resolve();
+  let stopped = false;
+  const scan = async () => {
+    try {
+      for (const report of await app.models.poll()) app.log.info(report, 'model repository change picked up');
+    } catch (error) {
+      app.log.warn({ reason: (error as Error).message }, 'model repository poll failed; retrying next interval');
+    }
+  };
+  const schedule = () => {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      running = scan().finally(schedule);
+    }, intervalMs);
+    timer.unref();
+  };
+  schedule();
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await running;
+    },
+  };
+}

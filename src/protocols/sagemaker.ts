@@ -15,12 +15,8 @@ export default async function sagemakerProtocol(app: FastifyInstance) {
   const { maxRows, defaultAccept } = app.config;
 
   app.get('/ping', async (_request, reply) => {
-    if (!app.models.ready) {
-      throw new ApiError(
-        'not_ready',
-        app.models.list().length === 0 ? 'no model is serving yet' : 'models are still loading',
-      );
-    }
+    const notReady = app.models.notReadyReason;
+    if (notReady !== undefined) throw new ApiError('not_ready', notReady);
     return reply.code(200).send();
   });
 

@@ -1,17 +1,50 @@
 import type { FastifyBaseLogger } from 'fastify';
+import type { BackendName } from '../backends/backend.js';
 import { ApiError } from '../errors.js';
+import { installVersion, VersionExistsError, type VersionFile } from './install.js';
 import { loadVersion, type ModelVersion } from './loader.js';
-import type { RepositoryContents } from './repository.js';
+import {
+  type RepositoryContents,
+  readVersionFolder,
+  scanRepository,
+  type UnreadableFolder,
+  type VersionSource,
+} from './repository.js';
 
 /**
- * One model's state. Never mutated: a change builds a new snapshot and replaces the old one in a
- * single assignment, so a request sees either the old or the new one, never half of each.
+ * What requests see of one model. Never mutated: a change builds a new snapshot and replaces the
+ * old one in a single assignment, so a request sees either the old or the new one, never half of each.
  */
 export interface ModelSnapshot {
   readonly name: string;
-  /** The version requests get when they name none: the highest available one. */
+  /** The version requests get when they name none. */
   readonly serving: ModelVersion;
+  /** Every available version, by number. */
   readonly versions: ReadonlyMap<number, ModelVersion>;
+  /** Named pointers at available versions (`stable`, `canary`, …). */
+  readonly labels: ReadonlyMap<string, number>;
+}
+
+/** loading → available → unloading → unloaded, or failed (with a reason). */
+export type VersionState = 'loading' | 'available' | 'unloading' | 'unloaded' | 'failed';
+
+/** One version as the admin listing shows it. */
+export interface VersionStatus {
+  version: number;
+  state: VersionState;
+  location: string;
+  backend?: BackendName;
+  loadedAt?: string;
+  loadSeconds?: number;
+  inFlight: number;
+  reason?: string;
+}
+
+export interface ModelStatus {
+  name: string;
+  serving: number | undefined;
+  labels: Record<string, number>;
+  versions: VersionStatus[];
 }
 
 export interface FailedVersion {
@@ -19,6 +52,20 @@ export interface FailedVersion {
   readonly version: number;
   readonly location: string;
   readonly reason: string;
+}
+
+/** What an admin action did to the version a model serves. */
+export interface ServingChange {
+  model: string;
+  before: number | undefined;
+  after: number | undefined;
+}
+
+/** What a rescan of one model's folder did. */
+export interface SyncReport extends ServingChange {
+  loaded: number[];
+  failed: Array<{ version: number; reason: string }>;
+  removed: number[];
 }
 
 /** A counted hold on a model version; release it in a `finally`. */
@@ -30,30 +77,87 @@ export interface ModelHandle {
 export interface RegistryOptions {
   /** Model used when a request names none and several are loaded. */
   defaultModel: string | undefined;
+  /** The model repository's root, and the name of the model when the root holds just one. */
+  repository: string;
+  singleModelName: string;
+  /** How long a retired version may keep serving the requests that hold it before it is freed. */
+  drainTimeoutMs: number;
   log: FastifyBaseLogger;
 }
 
-/** Name → versions of every model that serves, and the counts of requests using each version. */
+/**
+ * When a newly available version takes over: `latest` if it is newer than the one serving (start-up,
+ * polling, reload), `always` (an explicit promote), `if-none` (only when nothing serves yet).
+ */
+type ServePolicy = 'latest' | 'always' | 'if-none';
+
+interface VersionRecord {
+  readonly version: number;
+  state: VersionState;
+  location: string;
+  /** The files last tried; a rescan reloads a version only when they change. */
+  signature: string | undefined;
+  instance: ModelVersion | undefined;
+  reason: string | undefined;
+  loadedAt: Date | undefined;
+  loadMs: number | undefined;
+}
+
+interface ModelRecord {
+  readonly name: string;
+  readonly versions: Map<number, VersionRecord>;
+  serving: number | undefined;
+  readonly labels: Map<string, number>;
+  /**
+   * Found at start-up or has served since: readiness waits for it. A model that first appears
+   * broken later (an upload, a poll) does not take the whole service out of rotation.
+   */
+  expected: boolean;
+}
+
+const LABEL_PATTERN = /^[A-Za-z][A-Za-z0-9_-]*$/;
+
+/**
+ * Every model and version, their lifecycle, and the snapshots requests read. Changes to one model
+ * run one at a time, in order; requests never wait for them: they read the current snapshot.
+ * A version is swapped the TF Serving way: load and warm the new one, move the pointer, wait for
+ * requests holding the old one to finish (up to the drain timeout), then free it.
+ */
 export class ModelRegistry {
   #snapshots = new Map<string, ModelSnapshot>();
-  #inFlight = new Map<ModelVersion, number>();
-  #failures: FailedVersion[] = [];
+  readonly #models = new Map<string, ModelRecord>();
+  readonly #inFlight = new Map<ModelVersion, number>();
+  readonly #drainWaiters = new Map<ModelVersion, () => void>();
+  readonly #queues = new Map<string, Promise<unknown>>();
+  #unreadable: readonly UnreadableFolder[] = [];
   #loading = true;
-  readonly #defaultModel: string | undefined;
+  readonly #options: RegistryOptions;
   readonly #log: FastifyBaseLogger;
 
   constructor(options: RegistryOptions) {
-    this.#defaultModel = options.defaultModel;
+    this.#options = options;
     this.#log = options.log;
   }
 
   /**
-   * True once start-up loading is over and models serve: at least one, and the configured default
-   * model among them (else every request that names no model would fail).
+   * True once start-up loading is over and every model that should serve does: each model found
+   * at start-up or that has served since has an available version, and the default model serves.
    */
   get ready(): boolean {
-    if (this.#loading || this.#snapshots.size === 0) return false;
-    return this.#defaultModel === undefined || this.#snapshots.has(this.#defaultModel);
+    return this.notReadyReason === undefined;
+  }
+
+  /** Why the service is not ready, for /ping's 503; undefined when it is. */
+  get notReadyReason(): string | undefined {
+    if (this.#loading) return 'models are still loading';
+    if (this.#snapshots.size === 0) return 'no model is serving';
+    const idle = [...this.#models.values()].filter((m) => m.expected && !this.#snapshots.has(m.name));
+    if (idle.length > 0) return `no version of ${idle.map((m) => m.name).join(', ')} is available`;
+    const defaultModel = this.#options.defaultModel;
+    if (defaultModel !== undefined && !this.#snapshots.has(defaultModel)) {
+      return `the default model ${defaultModel} is not serving`;
+    }
+    return undefined;
   }
 
   /** True while start-up loading runs. */
@@ -61,8 +165,18 @@ export class ModelRegistry {
     return this.#loading;
   }
 
-  get failures(): readonly FailedVersion[] {
-    return this.#failures;
+  /** Versions that could not be loaded, with why. */
+  get failures(): FailedVersion[] {
+    return [...this.#models.values()].flatMap((model) =>
+      [...model.versions.values()]
+        .filter((record) => record.state === 'failed')
+        .map((record) => ({
+          name: model.name,
+          version: record.version,
+          location: record.location,
+          reason: record.reason ?? '',
+        })),
+    );
   }
 
   /** Every serving model, by name. */
@@ -74,58 +188,248 @@ export class ModelRegistry {
     return this.#snapshots.get(name);
   }
 
+  /** Every model and version the registry knows, in any state, and the folders it could not read. */
+  status(): { models: ModelStatus[]; unreadable: readonly UnreadableFolder[] } {
+    const models = [...this.#models.values()]
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map((model) => ({
+        name: model.name,
+        serving: this.#snapshots.get(model.name)?.serving.version,
+        labels: Object.fromEntries(model.labels),
+        versions: [...model.versions.values()].sort((a, b) => a.version - b.version).map((r) => this.#describe(r)),
+      }));
+    return { models, unreadable: this.#unreadable };
+  }
+
+  #describe(record: VersionRecord): VersionStatus {
+    return {
+      version: record.version,
+      state: record.state,
+      location: record.location,
+      ...(record.instance && { backend: record.instance.backend }),
+      ...(record.loadedAt && { loadedAt: record.loadedAt.toISOString() }),
+      ...(record.loadMs !== undefined && { loadSeconds: Math.round(record.loadMs) / 1000 }),
+      inFlight: record.instance === undefined ? 0 : this.inFlight(record.instance),
+      ...(record.reason !== undefined && { reason: record.reason }),
+    };
+  }
+
   /**
-   * Loads every version found in the repository, one at a time (loading is CPU-bound and the
-   * machine small). A version that fails is logged and skipped; the others still serve.
+   * Loads every version found in the repository at start-up, one at a time (loading is CPU-bound
+   * and the machine small). A version that fails is recorded and skipped; the others still serve.
    */
   async loadAll(contents: RepositoryContents): Promise<void> {
     this.#loading = true;
+    this.#unreadable = contents.unreadable;
     for (const { location, reason } of contents.unreadable) {
       this.#log.error({ location, reason }, 'model repository folder skipped');
     }
     try {
       for (const source of contents.versions) {
-        const started = performance.now();
-        try {
-          const loaded = await loadVersion(source);
-          this.#add(loaded);
-          this.#log.info(
-            {
-              model: source.name,
-              version: source.version,
-              backend: loaded.backend,
-              runtime: loaded.model.runtime,
-              ms: Math.round(performance.now() - started),
-            },
-            'model version loaded',
-          );
-        } catch (error) {
-          const reason = error instanceof Error ? error.message : String(error);
-          this.#failures = [
-            ...this.#failures,
-            { name: source.name, version: source.version, location: source.location, reason },
-          ];
-          this.#log.error(
-            { model: source.name, version: source.version, reason },
-            'model version failed to load; skipped',
-          );
-        }
+        this.#modelRecord(source.name).expected = true;
+        await this.#exclusive(source.name, () => this.#loadSource(source, 'latest').catch(() => undefined));
       }
     } finally {
       this.#loading = false;
     }
-    if (this.#snapshots.size === 0) this.#log.error('no model could be loaded: the service is not ready');
-    else if (this.#defaultModel !== undefined && !this.#snapshots.has(this.#defaultModel)) {
-      this.#log.error({ defaultModel: this.#defaultModel }, 'DEFAULT_MODEL is not loaded: the service is not ready');
-    }
+    const reason = this.notReadyReason;
+    if (reason !== undefined) this.#log.error({ reason }, 'the service is not ready');
   }
 
-  #add(loaded: ModelVersion): void {
-    const previous = this.#snapshots.get(loaded.name);
-    const versions = new Map(previous?.versions);
-    versions.set(loaded.version, loaded);
-    const serving = previous === undefined || loaded.version > previous.serving.version ? loaded : previous.serving;
-    this.#snapshots.set(loaded.name, { name: loaded.name, serving, versions });
+  /** Loads a version that is in the repository; it serves when `promote` is set or nothing else does. */
+  load(name: string, version: number, promote: boolean): Promise<ServingChange> {
+    return this.#change(name, async () => {
+      const record = this.#models.get(name)?.versions.get(version);
+      if (record?.state === 'available' || record?.state === 'loading') {
+        throw new ApiError(
+          'conflict',
+          `version ${version} of ${name} is ${record.state} already; POST /admin/models/${name}/reload picks up changed files`,
+          'version',
+        );
+      }
+      const contents = await this.#scan();
+      const source = contents.versions.find((v) => v.name === name && v.version === version);
+      if (source === undefined) {
+        throw new ApiError('unknown_version', `the repository has no folder ${name}/${version}`, 'version');
+      }
+      try {
+        await this.#loadSource(source, promote ? 'always' : 'if-none');
+      } catch (error) {
+        throw new ApiError('invalid_model', `${name}/${version} cannot serve: ${messageOf(error)}`);
+      }
+    });
+  }
+
+  /**
+   * Writes an uploaded version into the repository and loads it, all or nothing: a version that
+   * fails its checks leaves no folder and no record behind, and what served keeps serving.
+   */
+  upload(name: string, version: number, files: readonly VersionFile[], promote: boolean): Promise<ServingChange> {
+    return this.#change(name, async () => {
+      const contents = await this.#scan();
+      if (contents.singleModel) {
+        throw new ApiError(
+          'conflict',
+          'the repository root holds a single model (the SageMaker layout); uploads need <name>/<version> folders',
+        );
+      }
+      const known = this.#models.get(name)?.versions.has(version);
+      if (known || (await readVersionFolder(this.#options.repository, name, version)) !== undefined) {
+        throw new ApiError('version_exists', `version ${version} of ${name} exists already`, 'version');
+      }
+      const isNew = !this.#models.has(name);
+      const model = this.#modelRecord(name);
+      const record = newRecord(version, `${name}/${version}`);
+      model.versions.set(version, record);
+      const started = performance.now();
+      try {
+        const { loaded, source } = await installVersion(this.#options.repository, name, version, files, (source) =>
+          loadVersion(source).catch((error: unknown) => {
+            throw new ApiError('invalid_model', `the uploaded model cannot serve: ${messageOf(error)}`);
+          }),
+        );
+        this.#available(model, record, loaded, source.signature, started, promote ? 'always' : 'if-none');
+      } catch (error) {
+        model.versions.delete(version);
+        if (isNew) this.#models.delete(name);
+        if (error instanceof VersionExistsError) {
+          throw new ApiError('version_exists', `version ${version} of ${name} exists already`, 'version');
+        }
+        throw error;
+      }
+    });
+  }
+
+  /** Makes an available version the one that serves: the swap, and, to an older version, the rollback. */
+  promote(name: string, version: number): Promise<ServingChange> {
+    return this.#change(name, async () => {
+      const { model, record } = this.#versionRecord(name, version);
+      if (record.state !== 'available') {
+        throw new ApiError(
+          'conflict',
+          `version ${version} of ${name} is ${record.state}; only an available version can serve`,
+          'version',
+        );
+      }
+      model.serving = version;
+      this.#publish(model);
+    });
+  }
+
+  /**
+   * Unloads a version once the requests holding it finish. The serving version only with `force`
+   * and when another version is available to take over (the highest does).
+   */
+  unload(name: string, version: number, force: boolean): Promise<ServingChange> {
+    return this.#change(name, async () => {
+      const { model, record } = this.#versionRecord(name, version);
+      if (record.state === 'failed' || record.state === 'unloaded') {
+        record.state = 'unloaded';
+        record.reason = undefined;
+        return;
+      }
+      if (model.serving === version) {
+        const successor = highestAvailable(model, version);
+        if (!force || successor === undefined) {
+          throw new ApiError(
+            'conflict',
+            successor === undefined
+              ? `version ${version} is the only available version of ${name}`
+              : `version ${version} serves ${name}; promote another version first, or unload with ?force=true`,
+            'version',
+          );
+        }
+        model.serving = successor;
+      }
+      await this.#retire(model, record);
+    });
+  }
+
+  /** Points a label at an available version. */
+  setLabel(name: string, label: string, version: number): Promise<ServingChange> {
+    return this.#change(name, async () => {
+      if (!LABEL_PATTERN.test(label)) {
+        throw new ApiError('bad_request', 'a label is a letter followed by letters, digits, "_" or "-"', 'label');
+      }
+      const { model, record } = this.#versionRecord(name, version);
+      if (record.state !== 'available') {
+        throw new ApiError(
+          'conflict',
+          `version ${version} of ${name} is ${record.state}; labels point at available versions`,
+          'version',
+        );
+      }
+      model.labels.set(label, version);
+      this.#publish(model);
+    });
+  }
+
+  removeLabel(name: string, label: string): Promise<ServingChange> {
+    return this.#change(name, async () => {
+      const model = this.#modelOrThrow(name);
+      if (!model.labels.delete(label)) {
+        throw new ApiError('unknown_label', `${name} has no label "${label}"`, 'label');
+      }
+      this.#publish(model);
+    });
+  }
+
+  /**
+   * Rescans one model's folder: new versions load (and serve when newer), versions whose files
+   * changed or that failed with other files load again, versions whose folder is gone unload.
+   */
+  reload(name: string): Promise<SyncReport> {
+    return this.#exclusive(name, async () => {
+      const contents = await this.#scan();
+      if (!this.#models.has(name) && !contents.versions.some((v) => v.name === name)) {
+        throw new ApiError('unknown_model', `neither the registry nor the repository has a model "${name}"`, 'name');
+      }
+      return this.#sync(name, contents);
+    });
+  }
+
+  /** Rescans the whole repository (MODEL_POLL_INTERVAL_MS) and syncs every model in it or in the registry. */
+  async poll(): Promise<SyncReport[]> {
+    const contents = await this.#scan();
+    this.#unreadable = contents.unreadable;
+    const names = new Set([...this.#models.keys(), ...contents.versions.map((v) => v.name)]);
+    const reports = await Promise.all(
+      [...names].map((name) => this.#exclusive(name, () => this.#sync(name, contents))),
+    );
+    return reports.filter((r) => r.loaded.length + r.failed.length + r.removed.length > 0);
+  }
+
+  async #sync(name: string, contents: RepositoryContents): Promise<SyncReport> {
+    const before = this.#snapshots.get(name)?.serving.version;
+    const report: SyncReport = { model: name, before, after: before, loaded: [], failed: [], removed: [] };
+    const onDisk = contents.versions.filter((source) => source.name === name);
+    for (const source of onDisk) {
+      const record = this.#models.get(name)?.versions.get(source.version);
+      const changed = record?.signature !== source.signature;
+      if (record === undefined || (changed && (record.state === 'failed' || record.state === 'available'))) {
+        try {
+          await this.#loadSource(source, 'latest');
+          report.loaded.push(source.version);
+        } catch (error) {
+          report.failed.push({ version: source.version, reason: messageOf(error) });
+        }
+      }
+    }
+    // A folder that could not be read may still be there: only what is surely gone unloads.
+    const unsure = contents.unreadable.some((u) => u.location === name || u.location.startsWith(`${name}/`));
+    const model = this.#models.get(name);
+    if (model !== undefined && !unsure) {
+      const present = new Set(onDisk.map((source) => source.version));
+      for (const record of [...model.versions.values()].filter((r) => !present.has(r.version))) {
+        if (model.serving === record.version) model.serving = highestAvailable(model, record.version);
+        if (record.state === 'available') await this.#retire(model, record);
+        model.versions.delete(record.version);
+        report.removed.push(record.version);
+      }
+      if (model.versions.size === 0) this.#models.delete(name);
+    }
+    report.after = this.#snapshots.get(name)?.serving.version;
+    return report;
   }
 
   /**
@@ -151,8 +455,12 @@ export class ModelRegistry {
         if (released) return;
         released = true;
         const count = (this.#inFlight.get(model) ?? 1) - 1;
-        if (count === 0) this.#inFlight.delete(model);
-        else this.#inFlight.set(model, count);
+        if (count > 0) {
+          this.#inFlight.set(model, count);
+          return;
+        }
+        this.#inFlight.delete(model);
+        this.#drainWaiters.get(model)?.();
       },
     };
   }
@@ -174,7 +482,8 @@ export class ModelRegistry {
     if (this.#snapshots.size === 0) {
       throw new ApiError('not_ready', this.#loading ? 'models are still loading' : 'no model is loaded');
     }
-    if (this.#defaultModel !== undefined) return this.#resolve(this.#defaultModel);
+    const defaultModel = this.#options.defaultModel;
+    if (defaultModel !== undefined) return this.#resolve(defaultModel);
     const [only, ...others] = this.#snapshots.values();
     if (only === undefined || others.length > 0) {
       throw new ApiError('model_required', `several models are loaded; name one of: ${this.#names()}`, 'model');
@@ -190,10 +499,203 @@ export class ModelRegistry {
     );
   }
 
-  /** Frees every loaded model. Called once the server has stopped taking requests. */
+  /** Frees every loaded model, after any change in progress. Called once no request can arrive. */
   async close(): Promise<void> {
-    const versions = this.list().flatMap((snapshot) => [...snapshot.versions.values()]);
+    await Promise.allSettled([...this.#queues.values()]);
+    for (const resolve of this.#drainWaiters.values()) resolve();
+    const instances = [...this.#models.values()].flatMap((model) =>
+      [...model.versions.values()].flatMap((record) => record.instance ?? []),
+    );
     this.#snapshots = new Map();
-    await Promise.allSettled(versions.map((version) => version.model.dispose()));
+    this.#models.clear();
+    await Promise.allSettled(instances.map((instance) => instance.model.dispose()));
   }
+
+  /** Runs changes to one model one at a time, in the order asked; a failed change does not block the next. */
+  #exclusive<T>(name: string, change: () => Promise<T>): Promise<T> {
+    const previous = this.#queues.get(name) ?? Promise.resolve();
+    const result = previous.then(change);
+    const settled = result.catch(() => undefined);
+    this.#queues.set(name, settled);
+    void settled.then(() => {
+      if (this.#queues.get(name) === settled) this.#queues.delete(name);
+    });
+    return result;
+  }
+
+  /** An exclusive change, reporting the serving version before and after it. */
+  #change(name: string, change: () => Promise<void>): Promise<ServingChange> {
+    return this.#exclusive(name, async () => {
+      const before = this.#snapshots.get(name)?.serving.version;
+      await change();
+      return { model: name, before, after: this.#snapshots.get(name)?.serving.version };
+    });
+  }
+
+  #scan(): Promise<RepositoryContents> {
+    return scanRepository(this.#options.repository, this.#options.singleModelName);
+  }
+
+  /**
+   * Loads and checks a version, then makes it available. A version that was available already
+   * (its files changed) keeps serving until the new load succeeds, and is freed after draining;
+   * if the new load fails, the old one simply stays.
+   */
+  async #loadSource(source: VersionSource, policy: ServePolicy): Promise<void> {
+    const model = this.#modelRecord(source.name);
+    const record = model.versions.get(source.version) ?? newRecord(source.version, source.location);
+    model.versions.set(source.version, record);
+    const previous = record.state === 'available' ? record.instance : undefined;
+    if (previous === undefined) {
+      record.state = 'loading';
+      record.reason = undefined;
+    }
+    record.signature = source.signature;
+    const started = performance.now();
+    let loaded: ModelVersion;
+    try {
+      loaded = await loadVersion(source);
+    } catch (error) {
+      const reason = messageOf(error);
+      if (previous === undefined) {
+        record.state = 'failed';
+        record.reason = reason;
+      }
+      this.#log.error(
+        { model: source.name, version: source.version, reason, stillServing: previous !== undefined },
+        'model version failed to load',
+      );
+      throw error;
+    }
+    this.#available(model, record, loaded, source.signature, started, policy);
+    if (previous !== undefined) await this.#drainAndDispose(previous);
+  }
+
+  #available(
+    model: ModelRecord,
+    record: VersionRecord,
+    loaded: ModelVersion,
+    signature: string,
+    started: number,
+    policy: ServePolicy,
+  ): void {
+    Object.assign(record, {
+      state: 'available',
+      instance: loaded,
+      signature,
+      reason: undefined,
+      loadedAt: new Date(),
+      loadMs: performance.now() - started,
+    });
+    model.expected = true;
+    const serving = model.serving;
+    if (serving === undefined || policy === 'always' || (policy === 'latest' && loaded.version > serving)) {
+      model.serving = loaded.version;
+    }
+    this.#publish(model);
+    this.#log.info(
+      {
+        model: model.name,
+        version: loaded.version,
+        backend: loaded.backend,
+        runtime: loaded.model.runtime,
+        ms: Math.round(record.loadMs ?? 0),
+        serving: model.serving,
+      },
+      'model version loaded',
+    );
+  }
+
+  /** Takes a version out of every snapshot, waits for the requests holding it, then frees it. */
+  async #retire(model: ModelRecord, record: VersionRecord): Promise<void> {
+    const instance = record.instance;
+    record.state = 'unloading';
+    for (const [label, version] of model.labels) if (version === record.version) model.labels.delete(label);
+    this.#publish(model);
+    if (instance !== undefined) await this.#drainAndDispose(instance);
+    record.instance = undefined;
+    record.state = 'unloaded';
+    this.#log.info({ model: model.name, version: record.version }, 'model version unloaded');
+  }
+
+  async #drainAndDispose(instance: ModelVersion): Promise<void> {
+    if (this.inFlight(instance) > 0) {
+      const timeoutMs = this.#options.drainTimeoutMs;
+      const timedOut = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(true), timeoutMs);
+        this.#drainWaiters.set(instance, () => {
+          clearTimeout(timer);
+          resolve(false);
+        });
+      });
+      this.#drainWaiters.delete(instance);
+      if (timedOut) {
+        this.#log.warn(
+          { model: instance.name, version: instance.version, inFlight: this.inFlight(instance), timeoutMs },
+          'requests still held a retired version after DRAIN_TIMEOUT_MS; freeing it anyway',
+        );
+      }
+    }
+    await instance.model.dispose();
+  }
+
+  /** Rebuilds the model's snapshot from its records and swaps it in with one assignment. */
+  #publish(model: ModelRecord): void {
+    const versions = new Map<number, ModelVersion>();
+    for (const record of model.versions.values()) {
+      if (record.state === 'available' && record.instance !== undefined) versions.set(record.version, record.instance);
+    }
+    const serving = model.serving === undefined ? undefined : versions.get(model.serving);
+    if (serving === undefined) this.#snapshots.delete(model.name);
+    else this.#snapshots.set(model.name, { name: model.name, serving, versions, labels: new Map(model.labels) });
+  }
+
+  #modelRecord(name: string): ModelRecord {
+    let model = this.#models.get(name);
+    if (model === undefined) {
+      model = { name, versions: new Map(), serving: undefined, labels: new Map(), expected: false };
+      this.#models.set(name, model);
+    }
+    return model;
+  }
+
+  #modelOrThrow(name: string): ModelRecord {
+    const model = this.#models.get(name);
+    if (model === undefined) throw new ApiError('unknown_model', `no model named "${name}" is known`, 'name');
+    return model;
+  }
+
+  #versionRecord(name: string, version: number): { model: ModelRecord; record: VersionRecord } {
+    const model = this.#modelOrThrow(name);
+    const record = model.versions.get(version);
+    if (record === undefined) {
+      throw new ApiError('unknown_version', `${name} has no version ${version} in the registry`, 'version');
+    }
+    return { model, record };
+  }
+}
+
+function newRecord(version: number, location: string): VersionRecord {
+  return {
+    version,
+    state: 'loading',
+    location,
+    signature: undefined,
+    instance: undefined,
+    reason: undefined,
+    loadedAt: undefined,
+    loadMs: undefined,
+  };
+}
+
+/** The highest available version other than `except`, to serve in its place. */
+function highestAvailable(model: ModelRecord, except: number): number | undefined {
+  const candidates = [...model.versions.values()]
+    .filter((record) => record.state === 'available' && record.version !== except)
+    .map((record) => record.version);
+  return candidates.length === 0 ? undefined : Math.max(...candidates);
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

@@ -11,6 +11,8 @@ export interface VersionSource {
   /** Where the version lives, relative to the repository root ('.' for a single-model root). */
   location: string;
   files: string[];
+  /** Names, sizes and modification times of the files: a change means the version was rewritten. */
+  signature: string;
 }
 
 const VERSION_PATTERN = /^[1-9]\d*$/;
@@ -29,6 +31,8 @@ export interface RepositoryContents {
   versions: VersionSource[];
   /** Model or version folders that could not be listed; they are skipped, the rest still load. */
   unreadable: UnreadableFolder[];
+  /** True when the root itself is the one model (SageMaker's layout): no `<name>/<version>` folders. */
+  singleModel: boolean;
 }
 
 /**
@@ -42,12 +46,10 @@ export async function scanRepository(root: string, singleModelName: string): Pro
     throw new RepositoryError(`cannot read the model repository ${root}: ${error.code ?? error.message}`);
   });
   if (BACKENDS.some((backend) => backend.claims(rootFiles.files))) {
-    return {
-      versions: [{ name: singleModelName, version: 1, dir: root, location: '.', files: rootFiles.files }],
-      unreadable: [],
-    };
+    const only = await versionSource(root, '.', singleModelName, 1, rootFiles.files);
+    return { versions: [only], unreadable: [], singleModel: true };
   }
-  const contents: RepositoryContents = { versions: [], unreadable: [] };
+  const contents: RepositoryContents = { versions: [], unreadable: [], singleModel: false };
   const list = async (location: string) => {
     try {
       return await listFolder(path.join(root, location));
@@ -66,17 +68,45 @@ export async function scanRepository(root: string, singleModelName: string): Pro
       const location = `${name}/${folder}`;
       const version = await list(location);
       if (version !== undefined) {
-        contents.versions.push({
-          name,
-          version: Number(folder),
-          dir: path.join(root, location),
-          location,
-          files: version.files,
-        });
+        contents.versions.push(await versionSource(root, location, name, Number(folder), version.files));
       }
     }
   }
   return contents;
+}
+
+/**
+ * The files of `<root>/<name>/<version>/` as a version to load, or undefined when there is no such
+ * folder. The name must already match MODEL_NAME_PATTERN (which allows no path separators).
+ */
+export async function readVersionFolder(
+  root: string,
+  name: string,
+  version: number,
+): Promise<VersionSource | undefined> {
+  const location = `${name}/${version}`;
+  const listing = await listFolder(path.join(root, location)).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return undefined;
+    throw error;
+  });
+  return listing && versionSource(root, location, name, version, listing.files);
+}
+
+async function versionSource(
+  root: string,
+  location: string,
+  name: string,
+  version: number,
+  files: string[],
+): Promise<VersionSource> {
+  const dir = path.join(root, location);
+  const stamps = await Promise.all(
+    files.map(async (file) => {
+      const info = await stat(path.join(dir, file)).catch(() => undefined);
+      return `${file}:${info?.size}:${info?.mtimeMs}`;
+    }),
+  );
+  return { name, version, dir, location, files, signature: stamps.sort().join('\n') };
 }
 
 /** Files and folders in dir; symbolic links count as what they point to (Kubernetes mounts use them). */

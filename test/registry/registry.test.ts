@@ -6,9 +6,14 @@ import { apiErrorOf, LINEAR, MLP, makeRepository } from '../helpers.js';
 
 const silent = pino({ level: 'silent' });
 
+function registryAt(repository: string, defaultModel?: string) {
+  return new ModelRegistry({ defaultModel, repository, singleModelName: 'model', drainTimeoutMs: 1000, log: silent });
+}
+
 async function registryOver(entries: Parameters<typeof makeRepository>[0], defaultModel?: string) {
-  const registry = new ModelRegistry({ defaultModel, log: silent });
-  await registry.loadAll(await scanRepository(await makeRepository(entries), 'model'));
+  const repository = await makeRepository(entries);
+  const registry = registryAt(repository, defaultModel);
+  await registry.loadAll(await scanRepository(repository, 'model'));
   return registry;
 }
 
@@ -37,8 +42,9 @@ describe('the model registry', () => {
   });
 
   it('is not ready while loading, nor when no model could be loaded', async () => {
-    const registry = new ModelRegistry({ defaultModel: undefined, log: silent });
-    const loading = registry.loadAll(await scanRepository(await makeRepository({ 'm/1': { model: LINEAR } }), 'model'));
+    const repository = await makeRepository({ 'm/1': { model: LINEAR } });
+    const registry = registryAt(repository);
+    const loading = registry.loadAll(await scanRepository(repository, 'model'));
     expect(registry.ready).toBe(false);
     expect(apiErrorOf(() => registry.acquire(undefined, undefined))).toMatchObject({ code: 'not_ready', status: 503 });
     await loading;

@@ -1,0 +1,123 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { ArchiveError, unpackArchive } from '../codecs/archive.js';
+import { MODEL_NAME_PATTERN } from '../config.js';
+import { ApiError } from '../errors.js';
+import type { ServingChange } from '../registry/registry.js';
+import { zodProblems } from '../zod-problems.js';
+
+const name = z.string().regex(MODEL_NAME_PATTERN, 'letters, digits, ".", "_" or "-", starting with a letter or digit');
+const version = z.coerce.number().int().positive();
+const flag = z.enum(['true', 'false']).optional();
+
+const modelParams = z.object({ name });
+const versionParams = z.object({ name, version });
+const labelParams = z.object({ name, label: z.string() });
+const promoteQuery = z.object({ promote: flag });
+const forceQuery = z.object({ force: flag });
+const versionBody = z.strictObject({ version: z.number().int().positive() });
+
+/** Parses one part of the request, or answers 400 naming the field and the problem. */
+function parse<T>(schema: z.ZodType<T>, value: unknown, part: string): T {
+  const parsed = schema.safeParse(value ?? {});
+  if (parsed.success) return parsed.data;
+  const [first] = parsed.error.issues;
+  const field = first?.path.length ? first.path.join('.') : part;
+  throw new ApiError('bad_request', zodProblems(parsed.error).join('; '), field);
+}
+
+/**
+ * The admin API (under /admin, behind the token check): list, load, upload, promote, label,
+ * unload and reload model versions. Each action is logged with who asked (the token's `sub`), the
+ * model, the serving version before and after, and the outcome.
+ */
+export default async function adminRoutes(app: FastifyInstance) {
+  const { maxModelBytes } = app.config;
+
+  // Uploads are archives whatever the client calls them (curl --data-binary says form-urlencoded).
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: maxModelBytes }, (_request, body, done) =>
+    done(null, body),
+  );
+
+  async function audited<T extends ServingChange>(
+    request: FastifyRequest,
+    action: string,
+    details: Record<string, unknown>,
+    change: () => Promise<T>,
+  ): Promise<T & { status: ReturnType<typeof modelStatus> }> {
+    const who = { sub: request.user?.sub ?? '(no sub)', action, ...details };
+    try {
+      const result = await change();
+      request.log.info({ ...who, before: result.before, after: result.after, outcome: 'done' }, 'admin action');
+      return { ...result, status: modelStatus(result.model) };
+    } catch (error) {
+      const serving = typeof details.model === 'string' ? app.models.get(details.model)?.serving.version : undefined;
+      const outcome = error instanceof ApiError ? error.code : 'internal_error';
+      request.log.warn({ ...who, before: serving, after: serving, outcome }, 'admin action refused');
+      throw error;
+    }
+  }
+
+  function modelStatus(model: string) {
+    return app.models.status().models.find((status) => status.name === model);
+  }
+
+  app.get('/models', async () => app.models.status());
+
+  app.get('/models/:name', async (request) => {
+    const { name: model } = parse(modelParams, request.params, 'name');
+    const status = modelStatus(model);
+    if (status === undefined) throw new ApiError('unknown_model', `no model named "${model}" is known`, 'name');
+    return status;
+  });
+
+  app.post('/models/:name/versions/:version/load', async (request) => {
+    const { name: model, version: v } = parse(versionParams, request.params, 'version');
+    const promote = parse(promoteQuery, request.query, 'promote').promote === 'true';
+    return audited(request, 'load', { model, version: v, promote }, () => app.models.load(model, v, promote));
+  });
+
+  app.put('/models/:name/versions/:version', { bodyLimit: maxModelBytes }, async (request, reply) => {
+    const { name: model, version: v } = parse(versionParams, request.params, 'version');
+    const promote = parse(promoteQuery, request.query, 'promote').promote === 'true';
+    const result = await audited(request, 'upload', { model, version: v, promote }, async () => {
+      if (!Buffer.isBuffer(request.body)) {
+        throw new ApiError('invalid_archive', 'send the archive bytes as the body (not JSON)', 'body');
+      }
+      const files = await unpackArchive(request.body, maxModelBytes).catch((error: unknown) => {
+        if (error instanceof ArchiveError) throw new ApiError('invalid_archive', error.message, 'body');
+        throw error;
+      });
+      return app.models.upload(model, v, files, promote);
+    });
+    return reply.code(201).header('location', `/admin/models/${model}`).send(result);
+  });
+
+  app.post('/models/:name/promote', async (request) => {
+    const { name: model } = parse(modelParams, request.params, 'name');
+    const { version: v } = parse(versionBody, request.body, 'body');
+    return audited(request, 'promote', { model, version: v }, () => app.models.promote(model, v));
+  });
+
+  app.delete('/models/:name/versions/:version', async (request) => {
+    const { name: model, version: v } = parse(versionParams, request.params, 'version');
+    const force = parse(forceQuery, request.query, 'force').force === 'true';
+    return audited(request, 'unload', { model, version: v, force }, () => app.models.unload(model, v, force));
+  });
+
+  app.post('/models/:name/reload', async (request) => {
+    const { name: model } = parse(modelParams, request.params, 'name');
+    return audited(request, 'reload', { model }, () => app.models.reload(model));
+  });
+
+  app.put('/models/:name/labels/:label', async (request) => {
+    const { name: model, label } = parse(labelParams, request.params, 'label');
+    const { version: v } = parse(versionBody, request.body, 'body');
+    return audited(request, 'label', { model, label, version: v }, () => app.models.setLabel(model, label, v));
+  });
+
+  app.delete('/models/:name/labels/:label', async (request) => {
+    const { name: model, label } = parse(labelParams, request.params, 'label');
+    return audited(request, 'unlabel', { model, label }, () => app.models.removeLabel(model, label));
+  });
+}
