@@ -1,4 +1,5 @@
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import type { DestinationStream } from 'pino';
 import admin from './admin/index.js';
 import type { Config } from './config.js';
 import contentTypes from './plugins/content-types.js';
@@ -14,13 +15,19 @@ import sagemakerProtocol from './protocols/sagemaker.js';
 export interface AppOptions {
   /** Wait for every model to load before the app is ready (default), or load them in the background. */
   waitForModels?: boolean;
+  /** Where log lines go (stdout by default); tests read them from here. */
+  logStream?: DestinationStream;
 }
 
 /** Builds the whole service without listening: server.ts starts it, tests inject into it. */
 export async function buildApp(config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     // Admin tokens must never reach a log line, whatever a serializer or a handler logs.
-    logger: { level: config.logLevel, redact: ['req.headers.authorization', 'headers.authorization'] },
+    logger: {
+      level: config.logLevel,
+      redact: ['req.headers.authorization', 'headers.authorization'],
+      ...(options.logStream && { stream: options.logStream }),
+    },
     // Logging every request costs about 30% of throughput; errors and slow requests are logged.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.maxBodyBytes,

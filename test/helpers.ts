@@ -4,7 +4,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { afterEach } from 'vitest';
-import { buildApp } from '../src/app.js';
+import { linearOnnxModel } from '../scripts/onnx-linear.js';
+import { type AppOptions, buildApp } from '../src/app.js';
 import { type Config, loadConfig } from '../src/config.js';
 import { ApiError } from '../src/errors.js';
 
@@ -19,6 +20,31 @@ export const KEPLER_FIXTURES =
 export const LINEAR = 'pod-power-linear';
 export const MLP = 'pod-power-mlp';
 export const KEPLER = 'kepler-ec2-rapl-bpfonly';
+
+/**
+ * A tiny ONNX model whose answers tell its version apart: y = version·a + b over features a, b
+ * (metadata.json names them). Made with the same writer as the shipped linear model.
+ */
+export function versionedModel(version: number): Record<string, Uint8Array | string> {
+  return {
+    'model.onnx': linearOnnxModel({ weights: [[version], [1]], bias: [0] }),
+    'metadata.json': JSON.stringify({ features: ['a', 'b'] }),
+  };
+}
+
+/** What versionedModel(version) predicts for rows of [a, b]. */
+export function versionedPredictions(version: number, rows: readonly (readonly number[])[]): number[] {
+  return rows.map(([a = 0, b = 0]) => version * a + b);
+}
+
+/** Repository entries for versionedModel versions of one model: `{ 'm/1/model.onnx': …, … }`. */
+export function versionedEntries(name: string, versions: readonly number[]): Record<string, Uint8Array | string> {
+  return Object.fromEntries(
+    versions.flatMap((version) =>
+      Object.entries(versionedModel(version)).map(([file, content]) => [`${name}/${version}/${file}`, content]),
+    ),
+  );
+}
 
 /** Feature names of the shipped models, in their order. */
 export { FEATURES } from '../scripts/synthetic-pods.js';
@@ -38,8 +64,8 @@ const apps: FastifyInstance[] = [];
 const folders: string[] = [];
 
 /** An app over the given repository (the shipped models by default), closed after the test. */
-export async function startApp(env: Record<string, string> = {}): Promise<FastifyInstance> {
-  const app = await buildApp(testConfig(env));
+export async function startApp(env: Record<string, string> = {}, options: AppOptions = {}): Promise<FastifyInstance> {
+  const app = await buildApp(testConfig(env), options);
   apps.push(app);
   await app.ready();
   return app;

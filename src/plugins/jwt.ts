@@ -30,7 +30,12 @@ export default fp<AdminConfig>(
       secret: admin.algorithm === 'HS256' ? admin.key : { public: admin.key },
       verify: {
         algorithms: [admin.algorithm],
-        requiredClaims: ['exp'],
+        // fast-jwt checks iss and aud only when a token has them: configured means required.
+        requiredClaims: [
+          'exp',
+          ...(admin.issuer !== undefined ? ['iss'] : []),
+          ...(admin.audience !== undefined ? ['aud'] : []),
+        ],
         ...(admin.issuer !== undefined && { allowedIss: admin.issuer }),
         ...(admin.audience !== undefined && { allowedAud: admin.audience }),
       },

@@ -1,8 +1,10 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ModelRegistry } from '../../src/registry/registry.js';
 import { scanRepository } from '../../src/registry/repository.js';
-import { apiErrorOf, LINEAR, MLP, makeRepository } from '../helpers.js';
+import { apiErrorOf, LINEAR, MLP, makeRepository, versionedEntries, versionedPredictions } from '../helpers.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -94,6 +96,95 @@ describe('the model registry', () => {
     expect(registry.inFlight(first.model)).toBe(1);
     second.release();
     expect(registry.inFlight(first.model)).toBe(0);
+    await registry.close();
+  });
+});
+
+describe('the lifecycle of a version', () => {
+  const ROWS = [[1, 2]];
+
+  async function versioned(versions: number[], drainTimeoutMs = 5000) {
+    const repository = await makeRepository(versionedEntries('m', versions));
+    const registry = new ModelRegistry({
+      defaultModel: undefined,
+      repository,
+      singleModelName: 'model',
+      drainTimeoutMs,
+      log: silent,
+    });
+    await registry.loadAll(await scanRepository(repository, 'model'));
+    return { registry, repository };
+  }
+
+  const stateOf = (registry: ModelRegistry, version: number) =>
+    registry.status().models[0]?.versions.find((v) => v.version === version)?.state;
+
+  it('keeps an unloaded version for the requests holding it, and frees it when the last one ends', async () => {
+    const { registry } = await versioned([1, 2]);
+    const held = registry.acquire('m', 1);
+    const unloading = registry.unload('m', 1, false);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(stateOf(registry, 1)).toBe('unloading');
+    expect(apiErrorOf(() => registry.acquire('m', 1))).toMatchObject({ code: 'unknown_version' });
+    // The holder still computes with it.
+    expect(
+      Array.from((await held.model.model.predict({ data: new Float64Array([1, 2]), rows: 1, cols: 2 })).data),
+    ).toEqual(versionedPredictions(1, ROWS));
+    held.release();
+    await unloading;
+    expect(stateOf(registry, 1)).toBe('unloaded');
+    await registry.close();
+  });
+
+  it('frees a retired version after the drain timeout even if a request never lets go', async () => {
+    const { registry } = await versioned([1, 2], 50);
+    registry.acquire('m', 1);
+    await registry.unload('m', 1, false);
+    expect(stateOf(registry, 1)).toBe('unloaded');
+    await registry.close();
+  });
+
+  it('runs changes to one model one at a time, in the order asked', async () => {
+    const { registry } = await versioned([1, 2]);
+    const held = registry.acquire('m', 1);
+    const unloading = registry.unload('m', 1, false);
+    // Asked while the unload still drains: it must see the unload's result, not overtake it.
+    const promoting = registry.promote('m', 1);
+    held.release();
+    await unloading;
+    await expect(promoting).rejects.toMatchObject({ code: 'conflict' });
+    expect(registry.acquire('m', undefined).model.version).toBe(2);
+    await registry.close();
+  });
+
+  it('keeps the old version serving when a promote names a version that failed to load', async () => {
+    const repository = await makeRepository({ ...versionedEntries('m', [1]), 'm/2/model.onnx': 'junk' });
+    const registry = registryAt(repository);
+    await registry.loadAll(await scanRepository(repository, 'model'));
+    await expect(registry.promote('m', 2)).rejects.toMatchObject({ code: 'conflict' });
+    expect(registry.acquire('m', undefined).model.version).toBe(1);
+    await registry.close();
+  });
+});
+
+describe('readiness', () => {
+  it('waits for every model found at start-up: one with no available version makes it not ready', async () => {
+    const registry = await registryOver({ ...versionedEntries('good', [1]), 'bad/1/model.onnx': 'junk' });
+    expect(registry.ready).toBe(false);
+    expect(registry.notReadyReason).toMatch(/bad/);
+    expect(registry.acquire('good', undefined).model.name).toBe('good');
+    await registry.close();
+  });
+
+  it('is not taken away by a broken model that appears later', async () => {
+    const repository = await makeRepository(versionedEntries('good', [1]));
+    const registry = registryAt(repository);
+    await registry.loadAll(await scanRepository(repository, 'model'));
+    await mkdir(path.join(repository, 'late/1'), { recursive: true });
+    await writeFile(path.join(repository, 'late/1/model.onnx'), 'junk');
+    await registry.poll();
+    expect(registry.failures).toEqual([expect.objectContaining({ name: 'late', version: 1 })]);
+    expect(registry.ready).toBe(true);
     await registry.close();
   });
 });
