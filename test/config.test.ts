@@ -1,3 +1,7 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config.js';
 
@@ -38,8 +42,58 @@ describe('configuration from the environment', () => {
     ['LOG_LEVEL', 'loud'],
     ['MODEL_NAME', '../escape'],
     ['SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT', 'text/html'],
+    ['DRAIN_TIMEOUT_MS', '0'],
+    ['MAX_MODEL_BYTES', 'lots'],
+    ['MODEL_POLL_INTERVAL_MS', '-1'],
+    ['ADMIN_JWT_SECRET', 'too-short'],
+    ['ADMIN_JWT_PUBLIC_KEY', 'not a key'],
+    ['ADMIN_JWT_PUBLIC_KEY_FILE', '/no/such/key.pem'],
   ])('refuses %s=%s, naming the variable', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(name);
+  });
+
+  describe('the admin API key', () => {
+    const publicKey = (type: 'rsa' | 'ec' | 'ed25519', curve?: string) =>
+      generateKeyPairSync(type as 'rsa', {
+        modulusLength: 2048,
+        ...(curve && { namedCurve: curve }),
+        publicKeyEncoding: { type: 'spki', format: 'pem' },
+        privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+      }).publicKey;
+
+    it('leaves the admin API off when no key is set', () => {
+      expect(loadConfig({}).admin).toBeUndefined();
+    });
+
+    it('pins the algorithm to the kind of key: HS256 for a secret, RS256 for RSA, ES256/ES384 by EC curve', () => {
+      const secret = 'x'.repeat(32);
+      expect(loadConfig({ ADMIN_JWT_SECRET: secret }).admin).toMatchObject({ key: secret, algorithm: 'HS256' });
+      expect(loadConfig({ ADMIN_JWT_PUBLIC_KEY: publicKey('rsa') }).admin?.algorithm).toBe('RS256');
+      expect(loadConfig({ ADMIN_JWT_PUBLIC_KEY: publicKey('ec', 'P-256') }).admin?.algorithm).toBe('ES256');
+      expect(loadConfig({ ADMIN_JWT_PUBLIC_KEY: publicKey('ec', 'P-384') }).admin?.algorithm).toBe('ES384');
+    });
+
+    it('refuses a key type it cannot pin an algorithm for', () => {
+      expect(() => loadConfig({ ADMIN_JWT_PUBLIC_KEY: publicKey('ed25519') })).toThrow(/RSA or EC/);
+    });
+
+    it('reads the public key from ADMIN_JWT_PUBLIC_KEY_FILE', async () => {
+      const file = path.join(await mkdtemp(path.join(tmpdir(), 'wattserve-key-')), 'admin.pem');
+      const pem = publicKey('rsa');
+      await writeFile(file, pem);
+      expect(loadConfig({ ADMIN_JWT_PUBLIC_KEY_FILE: file, ADMIN_JWT_AUDIENCE: 'wattserve' }).admin).toEqual({
+        key: pem,
+        algorithm: 'RS256',
+        issuer: undefined,
+        audience: 'wattserve',
+      });
+    });
+
+    it('refuses two keys at once rather than guess which one is meant', () => {
+      expect(() => loadConfig({ ADMIN_JWT_SECRET: 'x'.repeat(32), ADMIN_JWT_PUBLIC_KEY: publicKey('rsa') })).toThrow(
+        /only one of/,
+      );
+    });
   });
 });

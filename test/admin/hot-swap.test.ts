@@ -18,7 +18,7 @@ interface Outcome {
 }
 
 describe('swapping models under traffic', () => {
-  it(`answers every one of ${CONCURRENCY} concurrent streams with one version's predictions through promote, rollback, upload and unload`, async () => {
+  it(`answers every one of ${CONCURRENCY} concurrent streams with one version's predictions, and /ping with 200, through promote, rollback, upload and unload`, async () => {
     const repository = await makeRepository(versionedEntries('m', [1, 2]));
     const app = await startApp({ MODEL_REPOSITORY: repository, ADMIN_JWT_SECRET: SECRET, DRAIN_TIMEOUT_MS: '5000' });
     await app.listen({ port: 0, host: '127.0.0.1' });
@@ -52,7 +52,14 @@ describe('swapping models under traffic', () => {
     const json = (value: unknown) => JSON.stringify(value);
     const pause = () => new Promise((resolve) => setTimeout(resolve, 100));
 
-    const clients = Array.from({ length: CONCURRENCY }, client);
+    const pings: number[] = [];
+    const pinger = async () => {
+      while (running) {
+        pings.push((await fetch(`${base}/ping`)).status);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    };
+    const clients = [...Array.from({ length: CONCURRENCY }, client), pinger()];
     const started = Date.now();
     const actions: Array<[string, number]> = [];
     const act = async (what: string, status: Promise<number>) => {
@@ -89,6 +96,8 @@ describe('swapping models under traffic', () => {
         .map(([what]) => [what, what.startsWith('upload') ? 201 : 200]),
     );
     expect(outcomes.length).toBeGreaterThan(CONCURRENCY * 10);
+    expect(pings.length).toBeGreaterThan(10);
+    expect(pings.filter((status) => status !== 200)).toEqual([]);
     expect(outcomes.filter((o) => o.status !== 200 || !o.correct)).toEqual([]);
     const versionsSeen = new Set(outcomes.map((o) => o.version));
     expect(versionsSeen).toContain(1);
