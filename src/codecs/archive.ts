@@ -42,10 +42,17 @@ export async function unpackArchive(bytes: Uint8Array, maxBytes: number): Promis
   if (format === undefined) throw new ArchiveError('the body is not a .zip, .tar.gz or .tar archive');
   const files = format === 'zip' ? await unzip(bytes, maxBytes) : await untar(bytes, format === 'tar.gz', maxBytes);
   if (files.length === 0) throw new ArchiveError('the archive holds no files');
-  const seen = new Set<string>();
+  const paths = new Set<string>();
   for (const file of files) {
-    if (seen.has(file.path)) throw new ArchiveError(`${file.path}: the archive holds this path twice`);
-    seen.add(file.path);
+    if (paths.has(file.path)) throw new ArchiveError(`${file.path}: the archive holds this path twice`);
+    paths.add(file.path);
+  }
+  for (const file of files) {
+    const parts = file.path.split('/');
+    const clash = parts.slice(1).find((_, i) => paths.has(parts.slice(0, i + 1).join('/')));
+    if (clash !== undefined) {
+      throw new ArchiveError(`${file.path}: a file of the archive stands where this path needs a folder`);
+    }
   }
   return withoutCommonFolder(files);
 }
@@ -115,7 +122,14 @@ async function unzip(bytes: Uint8Array, maxBytes: number): Promise<ArchiveFile[]
   } catch (error) {
     zip.close();
     if (error instanceof ArchiveError) throw error;
-    throw new ArchiveError(`the zip archive is damaged: ${(error as Error).message}`);
+    const message = (error as Error).message;
+    // yauzl checks entry names before we see them; its words for a path that would escape.
+    if (/^(absolute path|invalid relative path|invalid characters in fileName): /.test(message)) {
+      throw new ArchiveError(
+        `unsafe path in the archive (${message}): absolute paths, ".." and backslashes are not allowed`,
+      );
+    }
+    throw new ArchiveError(`the zip archive is damaged: ${message}`);
   }
   return files;
 }

@@ -212,8 +212,8 @@ describe('upload', () => {
 
   it('refuses an archive that climbs out of the repository (zip-slip) and writes nothing', async () => {
     const { app, repository } = await adminApp([1]);
-    const escape = await tarGz({ ...versionedModel(2), '../../escaped.txt': 'pwned' });
-    const { body } = await admin(app).put('/models/m/versions/2', escape).expect(422);
+    const climbing = await tarGz({ ...versionedModel(2), '../../escaped.txt': 'pwned' });
+    const { body } = await admin(app).put('/models/m/versions/2', climbing).expect(422);
     expect(body.error).toMatchObject({ code: 'invalid_archive', message: expect.stringContaining('..') });
     expect(existsSync(path.join(repository, '..', 'escaped.txt'))).toBe(false);
     expect(existsSync(path.join(repository, 'escaped.txt'))).toBe(false);
