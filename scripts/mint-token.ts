@@ -2,6 +2,7 @@
  * Mints an admin token from the configured HMAC secret, for operators and scripts:
  *   ADMIN_JWT_SECRET=… npm run --silent token -- --scope models:write --ttl 1h [--sub alice]
  * Prints the token alone on stdout. --scope may repeat or hold several space-separated scopes;
+ * --ttl takes 90s, 15m, 1h, 7d, or a bare number of seconds (as JWT times are);
  * ADMIN_JWT_ISSUER and ADMIN_JWT_AUDIENCE, when set, go into the token as the server checks them.
  * With a public key configured (RS256/ES256), tokens come from whoever holds the private key.
  */
@@ -19,9 +20,18 @@ const { values } = parseArgs({
   options: {
     scope: { type: 'string', multiple: true },
     ttl: { type: 'string', default: '1h' },
-    sub: { type: 'string', default: userInfo().username },
+    sub: { type: 'string' },
   },
 });
+
+/** Who the token is for, by default the login running this (containers may have no name for it). */
+function defaultSubject(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return 'operator';
+  }
+}
 
 let admin: ReturnType<typeof loadConfig>['admin'];
 try {
@@ -40,10 +50,11 @@ try {
   sign = createSigner({
     key: admin.key,
     algorithm: 'HS256',
-    expiresIn: values.ttl,
+    // fast-jwt reads a bare number as milliseconds; people mean seconds.
+    expiresIn: /^\d+$/.test(values.ttl) ? Number(values.ttl) * 1000 : values.ttl,
     ...(admin.issuer !== undefined && { iss: admin.issuer }),
     ...(admin.audience !== undefined && { aud: admin.audience }),
-    sub: values.sub,
+    sub: values.sub ?? defaultSubject(),
   });
 } catch (error) {
   fail(`cannot mint a token: ${(error as Error).message} (--ttl takes e.g. 90s, 15m, 1h, 7d)`);

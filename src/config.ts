@@ -11,6 +11,7 @@ export type ResponseMediaType = (typeof RESPONSE_MEDIA_TYPES)[number];
 
 /** Model names: what may stand as a folder name in the repository and in a URL. */
 export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+export const MODEL_NAME_RULE = 'letters, digits, ".", "_" or "-", starting with a letter or digit';
 
 const positiveInt = z.coerce.number().int().positive();
 
@@ -23,10 +24,7 @@ const envSchema = z.object({
   SAGEMAKER_BIND_TO_PORT: positiveInt.max(65535).optional(),
   HOST: z.string().min(1).default('0.0.0.0'),
   MODEL_REPOSITORY: z.string().min(1).default('./models'),
-  MODEL_NAME: z
-    .string()
-    .regex(MODEL_NAME_PATTERN, 'letters, digits, ".", "_" or "-", starting with a letter or digit')
-    .default('model'),
+  MODEL_NAME: z.string().regex(MODEL_NAME_PATTERN, MODEL_NAME_RULE).default('model'),
   DEFAULT_MODEL: z.string().optional(),
   MAX_ROWS: positiveInt.default(100_000),
   MAX_BODY_BYTES: positiveInt.optional(),

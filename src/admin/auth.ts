@@ -28,7 +28,6 @@ export function tokenProblem(code: string | undefined, message: string): string 
     case 'FST_JWT_BAD_REQUEST':
       return 'the Authorization header must be "Bearer <token>"';
     case 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED':
-    case 'FAST_JWT_EXPIRED':
       return 'the token has expired';
     case 'FAST_JWT_MISSING_SIGNATURE':
       return 'the token is not signed';

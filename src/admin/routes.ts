@@ -1,13 +1,17 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { ArchiveError, unpackArchive } from '../codecs/archive.js';
-import { MODEL_NAME_PATTERN } from '../config.js';
+import { MODEL_NAME_PATTERN, MODEL_NAME_RULE } from '../config.js';
 import { ApiError } from '../errors.js';
 import type { ServingChange } from '../registry/registry.js';
 import { zodProblems } from '../zod-problems.js';
 
-const name = z.string().regex(MODEL_NAME_PATTERN, 'letters, digits, ".", "_" or "-", starting with a letter or digit');
-const version = z.coerce.number().int().positive();
+const name = z.string().regex(MODEL_NAME_PATTERN, MODEL_NAME_RULE);
+// Exactly as a version folder is named: `1.0`, `0x10` or `1e3` must not quietly mean another version.
+const version = z
+  .string()
+  .regex(/^[1-9]\d{0,15}$/, 'a positive integer, as the version folder is named')
+  .transform(Number);
 const flag = z.enum(['true', 'false']).optional();
 
 const modelParams = z.object({ name });
@@ -33,11 +37,6 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, part: string): T {
  */
 export default async function adminRoutes(app: FastifyInstance) {
   const { maxModelBytes } = app.config;
-
-  // Uploads are archives whatever the client calls them (curl --data-binary says form-urlencoded).
-  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: maxModelBytes }, (_request, body, done) =>
-    done(null, body),
-  );
 
   async function audited<T extends ServingChange>(
     request: FastifyRequest,
@@ -77,20 +76,26 @@ export default async function adminRoutes(app: FastifyInstance) {
     return audited(request, 'load', { model, version: v, promote }, () => app.models.load(model, v, promote));
   });
 
-  app.put('/models/:name/versions/:version', { bodyLimit: maxModelBytes }, async (request, reply) => {
-    const { name: model, version: v } = parse(versionParams, request.params, 'version');
-    const promote = parse(promoteQuery, request.query, 'promote').promote === 'true';
-    const result = await audited(request, 'upload', { model, version: v, promote }, async () => {
-      if (!Buffer.isBuffer(request.body)) {
-        throw new ApiError('invalid_archive', 'send the archive bytes as the body (not JSON)', 'body');
-      }
-      const files = await unpackArchive(request.body, maxModelBytes).catch((error: unknown) => {
-        if (error instanceof ArchiveError) throw new ApiError('invalid_archive', error.message, 'body');
-        throw error;
+  await app.register(async function upload(scope) {
+    // An upload is an archive whatever the client calls it (curl --data-binary says
+    // form-urlencoded, some say application/json): every type reaches the route as bytes.
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: maxModelBytes }, (_request, body, done) =>
+      done(null, body),
+    );
+    scope.put('/models/:name/versions/:version', { bodyLimit: maxModelBytes }, async (request, reply) => {
+      const { name: model, version: v } = parse(versionParams, request.params, 'version');
+      const promote = parse(promoteQuery, request.query, 'promote').promote === 'true';
+      const result = await audited(request, 'upload', { model, version: v, promote }, async () => {
+        const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+        const files = await unpackArchive(body, maxModelBytes).catch((error: unknown) => {
+          if (error instanceof ArchiveError) throw new ApiError('invalid_archive', error.message, 'body');
+          throw error;
+        });
+        return app.models.upload(model, v, files, promote);
       });
-      return app.models.upload(model, v, files, promote);
+      return reply.code(201).header('location', `/admin/models/${model}`).send(result);
     });
-    return reply.code(201).header('location', `/admin/models/${model}`).send(result);
   });
 
   app.post('/models/:name/promote', async (request) => {

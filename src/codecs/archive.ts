@@ -17,6 +17,9 @@ export class ArchiveError extends Error {
 
 /** More entries than any model needs; the cap keeps a crafted archive from costing memory in headers alone. */
 const MAX_ENTRIES = 10_000;
+/** What Linux file systems take for one name; a model has no use for deeper trees. */
+const MAX_NAME_BYTES = 255;
+const MAX_DEPTH = 16;
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
@@ -65,6 +68,9 @@ export function entryPath(name: string): string | undefined {
     throw new ArchiveError(`${name}: absolute paths are not allowed`);
   const parts = name.split('/').filter((part) => part !== '' && part !== '.');
   if (parts.includes('..')) throw new ArchiveError(`${name}: ".." is not allowed in paths`);
+  if (parts.length > MAX_DEPTH || parts.some((part) => Buffer.byteLength(part) > MAX_NAME_BYTES)) {
+    throw new ArchiveError(`${name}: deeper than ${MAX_DEPTH} folders, or a name over ${MAX_NAME_BYTES} bytes`);
+  }
   return parts.length === 0 ? undefined : parts.join('/');
 }
 

@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, readdir, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ModelVersion } from './loader.js';
-import { readVersionFolder, type VersionSource } from './repository.js';
+import { folderSignature, type VersionSource } from './repository.js';
 
 /** One file of an uploaded version: a relative path with `/` separators, already checked. */
 export interface VersionFile {
@@ -9,9 +9,20 @@ export interface VersionFile {
   data: Uint8Array;
 }
 
-/** The version folder exists already (on disk, or written by a concurrent upload). */
-export class VersionExistsError extends Error {
-  override name = 'VersionExistsError';
+/** The upload cannot go where it should: the version `exists`, or a file is `in-the-way`. */
+export class InstallConflictError extends Error {
+  override name = 'InstallConflictError';
+  constructor(
+    readonly kind: 'exists' | 'in-the-way',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The files cannot be written as named (a name too long for the file system). */
+export class UnwritableFileError extends Error {
+  override name = 'UnwritableFileError';
 }
 
 /**
@@ -28,35 +39,44 @@ export async function installVersion(
   validate: (source: VersionSource) => Promise<ModelVersion>,
 ): Promise<{ loaded: ModelVersion; source: VersionSource }> {
   const modelDir = inside(root, name);
-  const finalDir = inside(modelDir, String(version));
-  const createdModelDir = (await mkdir(modelDir, { recursive: true })) !== undefined;
+  const location = `${name}/${version}`;
+  const createdModelDir =
+    (await mkdir(modelDir, { recursive: true }).catch(
+      conflictIf(['EEXIST', 'ENOTDIR'], 'in-the-way', `${name} is a file in the repository, not a model folder`),
+    )) !== undefined;
   const temp = await mkdtemp(path.join(modelDir, '.upload-'));
   let loaded: ModelVersion | undefined;
   try {
     for (const file of files) {
       const target = inside(temp, ...file.path.split('/'));
       await mkdir(path.dirname(target), { recursive: true });
-      await writeFile(target, file.data, { flag: 'wx' });
+      await writeFile(target, file.data, { flag: 'wx' }).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENAMETOOLONG') throw new UnwritableFileError(`${file.path}: the name is too long`);
+        throw error;
+      });
     }
     const topLevel = (await readdir(temp, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name);
-    const location = `${name}/${version}`;
-    loaded = await validate({ name, version, dir: temp, location, files: topLevel, signature: '' });
-    try {
-      await rename(temp, finalDir);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST' || code === 'ENOTEMPTY') throw new VersionExistsError(`${location} exists already`);
-      throw error;
-    }
-    const source = await readVersionFolder(root, name, version);
-    if (source === undefined) throw new Error(`${location} vanished right after it was written`);
-    return { loaded, source };
+    // Renaming keeps names, sizes and times: the signature read here is the installed folder's.
+    const signature = await folderSignature(temp, topLevel);
+    loaded = await validate({ name, version, dir: temp, location, files: topLevel, signature });
+    const finalDir = inside(modelDir, String(version));
+    await rename(temp, finalDir).catch(
+      conflictIf(['EEXIST', 'ENOTEMPTY', 'ENOTDIR'], 'exists', `${location} exists already`),
+    );
+    return { loaded, source: { name, version, dir: finalDir, location, files: topLevel, signature } };
   } catch (error) {
     await loaded?.model.dispose();
     await rm(temp, { recursive: true, force: true });
     if (createdModelDir) await rmdir(modelDir).catch(() => undefined);
     throw error;
   }
+}
+
+function conflictIf(codes: readonly string[], kind: InstallConflictError['kind'], message: string) {
+  return (error: NodeJS.ErrnoException): never => {
+    if (error.code !== undefined && codes.includes(error.code)) throw new InstallConflictError(kind, message);
+    throw error;
+  };
 }
 
 /** A path below `base`; throws if the parts would lead anywhere else (they are checked before, this is the backstop). */

@@ -1,9 +1,10 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { BackendName } from '../backends/backend.js';
 import { ApiError } from '../errors.js';
-import { installVersion, VersionExistsError, type VersionFile } from './install.js';
+import { InstallConflictError, installVersion, UnwritableFileError, type VersionFile } from './install.js';
 import { loadVersion, type ModelVersion } from './loader.js';
 import {
+  isSingleModelRoot,
   type RepositoryContents,
   readVersionFolder,
   scanRepository,
@@ -240,7 +241,7 @@ export class ModelRegistry {
   load(name: string, version: number, promote: boolean): Promise<ServingChange> {
     return this.#change(name, async () => {
       const record = this.#models.get(name)?.versions.get(version);
-      if (record?.state === 'available' || record?.state === 'loading') {
+      if (record?.state === 'available') {
         throw new ApiError(
           'conflict',
           `version ${version} of ${name} is ${record.state} already; POST /admin/models/${name}/reload picks up changed files`,
@@ -266,8 +267,7 @@ export class ModelRegistry {
    */
   upload(name: string, version: number, files: readonly VersionFile[], promote: boolean): Promise<ServingChange> {
     return this.#change(name, async () => {
-      const contents = await this.#scan();
-      if (contents.singleModel) {
+      if (await isSingleModelRoot(this.#options.repository)) {
         throw new ApiError(
           'conflict',
           'the repository root holds a single model (the SageMaker layout); uploads need <name>/<version> folders',
@@ -275,7 +275,7 @@ export class ModelRegistry {
       }
       const known = this.#models.get(name)?.versions.has(version);
       if (known || (await readVersionFolder(this.#options.repository, name, version)) !== undefined) {
-        throw new ApiError('version_exists', `version ${version} of ${name} exists already`, 'version');
+        throw versionExists(name, version);
       }
       const isNew = !this.#models.has(name);
       const model = this.#modelRecord(name);
@@ -292,9 +292,12 @@ export class ModelRegistry {
       } catch (error) {
         model.versions.delete(version);
         if (isNew) this.#models.delete(name);
-        if (error instanceof VersionExistsError) {
-          throw new ApiError('version_exists', `version ${version} of ${name} exists already`, 'version');
+        if (error instanceof InstallConflictError) {
+          throw error.kind === 'exists'
+            ? versionExists(name, version)
+            : new ApiError('conflict', error.message, 'name');
         }
+        if (error instanceof UnwritableFileError) throw new ApiError('invalid_archive', error.message, 'body');
         throw error;
       }
     });
@@ -388,15 +391,21 @@ export class ModelRegistry {
     });
   }
 
-  /** Rescans the whole repository (MODEL_POLL_INTERVAL_MS) and syncs every model in it or in the registry. */
+  /**
+   * Rescans the whole repository (MODEL_POLL_INTERVAL_MS) and syncs every model in it or in the
+   * registry, one model at a time like start-up loading. Skipped while start-up loading runs.
+   */
   async poll(): Promise<SyncReport[]> {
+    if (this.#loading) return [];
     const contents = await this.#scan();
     this.#unreadable = contents.unreadable;
     const names = new Set([...this.#models.keys(), ...contents.versions.map((v) => v.name)]);
-    const reports = await Promise.all(
-      [...names].map((name) => this.#exclusive(name, () => this.#sync(name, contents))),
-    );
-    return reports.filter((r) => r.loaded.length + r.failed.length + r.removed.length > 0);
+    const reports: SyncReport[] = [];
+    for (const name of names) {
+      const report = await this.#exclusive(name, () => this.#sync(name, contents));
+      if (report.loaded.length + report.failed.length + report.removed.length > 0) reports.push(report);
+    }
+    return reports;
   }
 
   async #sync(name: string, contents: RepositoryContents): Promise<SyncReport> {
@@ -408,7 +417,8 @@ export class ModelRegistry {
       const changed = record?.signature !== source.signature;
       if (record === undefined || (changed && (record.state === 'failed' || record.state === 'available'))) {
         try {
-          await this.#loadSource(source, 'latest');
+          // New versions serve when newest; a rewritten one keeps its place (a rollback stays rolled back).
+          await this.#loadSource(source, record?.state === 'available' ? 'if-none' : 'latest');
           report.loaded.push(source.version);
         } catch (error) {
           report.failed.push({ version: source.version, reason: messageOf(error) });
@@ -418,9 +428,13 @@ export class ModelRegistry {
     // A folder that could not be read may still be there: only what is surely gone unloads.
     const unsure = contents.unreadable.some((u) => u.location === name || u.location.startsWith(`${name}/`));
     const model = this.#models.get(name);
-    if (model !== undefined && !unsure) {
-      const present = new Set(onDisk.map((source) => source.version));
-      for (const record of [...model.versions.values()].filter((r) => !present.has(r.version))) {
+    const missing = (known: RepositoryContents) => {
+      const present = new Set(known.versions.filter((v) => v.name === name).map((v) => v.version));
+      return [...(model?.versions.values() ?? [])].filter((record) => !present.has(record.version));
+    };
+    if (model !== undefined && !unsure && missing(contents).length > 0) {
+      // The scan may predate a change queued before this one (an upload, a load): look again.
+      for (const record of missing(await this.#scan())) {
         if (model.serving === record.version) model.serving = highestAvailable(model, record.version);
         if (record.state === 'available') await this.#retire(model, record);
         model.versions.delete(record.version);
@@ -474,6 +488,9 @@ export class ModelRegistry {
     if (name !== undefined) {
       const snapshot = this.#snapshots.get(name);
       if (snapshot === undefined && this.#loading) throw new ApiError('not_ready', 'models are still loading');
+      if (snapshot === undefined && this.#models.has(name)) {
+        throw new ApiError('not_ready', `model "${name}" has no available version`);
+      }
       if (snapshot === undefined) {
         throw new ApiError('unknown_model', `no model named "${name}" is loaded; loaded: ${this.#names()}`, 'model');
       }
@@ -501,8 +518,9 @@ export class ModelRegistry {
 
   /** Frees every loaded model, after any change in progress. Called once no request can arrive. */
   async close(): Promise<void> {
-    await Promise.allSettled([...this.#queues.values()]);
+    // No request is left to wait for: end drains now rather than after DRAIN_TIMEOUT_MS.
     for (const resolve of this.#drainWaiters.values()) resolve();
+    await Promise.allSettled([...this.#queues.values()]);
     const instances = [...this.#models.values()].flatMap((model) =>
       [...model.versions.values()].flatMap((record) => record.instance ?? []),
     );
@@ -673,6 +691,10 @@ export class ModelRegistry {
     }
     return { model, record };
   }
+}
+
+function versionExists(name: string, version: number): ApiError {
+  return new ApiError('version_exists', `version ${version} of ${name} exists already`, 'version');
 }
 
 function newRecord(version: number, location: string): VersionRecord {

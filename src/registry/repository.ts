@@ -45,7 +45,7 @@ export async function scanRepository(root: string, singleModelName: string): Pro
   const rootFiles = await listFolder(root).catch((error: NodeJS.ErrnoException) => {
     throw new RepositoryError(`cannot read the model repository ${root}: ${error.code ?? error.message}`);
   });
-  if (BACKENDS.some((backend) => backend.claims(rootFiles.files))) {
+  if (holdsOneModel(rootFiles.files)) {
     const only = await versionSource(root, '.', singleModelName, 1, rootFiles.files);
     return { versions: [only], unreadable: [], singleModel: true };
   }
@@ -75,6 +75,15 @@ export async function scanRepository(root: string, singleModelName: string): Pro
   return contents;
 }
 
+/** True when the repository root itself is the one model (SageMaker's layout). */
+export async function isSingleModelRoot(root: string): Promise<boolean> {
+  return holdsOneModel((await listFolder(root)).files);
+}
+
+function holdsOneModel(rootFiles: readonly string[]): boolean {
+  return BACKENDS.some((backend) => backend.claims(rootFiles));
+}
+
 /**
  * The files of `<root>/<name>/<version>/` as a version to load, or undefined when there is no such
  * folder. The name must already match MODEL_NAME_PATTERN (which allows no path separators).
@@ -100,13 +109,18 @@ async function versionSource(
   files: string[],
 ): Promise<VersionSource> {
   const dir = path.join(root, location);
+  return { name, version, dir, location, files, signature: await folderSignature(dir, files) };
+}
+
+/** The files' names, sizes and modification times: what changes when a version is rewritten. */
+export async function folderSignature(dir: string, files: readonly string[]): Promise<string> {
   const stamps = await Promise.all(
     files.map(async (file) => {
       const info = await stat(path.join(dir, file)).catch(() => undefined);
       return `${file}:${info?.size}:${info?.mtimeMs}`;
     }),
   );
-  return { name, version, dir, location, files, signature: stamps.sort().join('\n') };
+  return stamps.sort().join('\n');
 }
 
 /** Files and folders in dir; symbolic links count as what they point to (Kubernetes mounts use them). */

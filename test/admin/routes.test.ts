@@ -115,10 +115,13 @@ describe('unload', () => {
     expect(body.error.code).toBe('unknown_version');
   });
 
-  it('answers 400 naming the field for a version that is not a positive integer', async () => {
+  it('answers 400 naming the field for a version that is not written as a version folder is', async () => {
     const { app } = await adminApp();
-    const { body } = await admin(app).delete('/models/m/versions/latest').expect(400);
-    expect(body.error).toMatchObject({ code: 'bad_request', field: 'version' });
+    for (const version of ['latest', '1.0', '0x1', '1e0', '0']) {
+      const { body } = await admin(app).delete(`/models/m/versions/${version}`).expect(400);
+      expect(body.error).toMatchObject({ code: 'bad_request', field: 'version' });
+    }
+    expect((await admin(app).get('/models/m')).body.versions).toHaveLength(2);
   });
 });
 
@@ -187,6 +190,44 @@ describe('upload', () => {
     expect(body.predictions).toEqual(versionedPredictions(4, ROWS));
   });
 
+  it('takes the archive as bytes even when labelled as JSON', async () => {
+    const { app } = await adminApp([1]);
+    const upload = await app.inject({
+      method: 'PUT',
+      url: '/admin/models/m/versions/2',
+      headers: { ...bearer(), 'content-type': 'application/json' },
+      payload: await tarGz(versionedModel(2)),
+    });
+    expect(upload.statusCode).toBe(201);
+  });
+
+  it('needs a token like every admin route', async () => {
+    const { app, repository } = await adminApp([1]);
+    await request(app.server)
+      .put('/admin/models/m/versions/2')
+      .type('application/gzip')
+      .send(await tarGz(versionedModel(2)))
+      .expect(401);
+    expect(await readdir(path.join(repository, 'm'))).toEqual(['1']);
+  });
+
+  it('answers 409 when a file of the repository stands where the model folder would go', async () => {
+    const repository = await makeRepository({ ...versionedEntries('m', [1]), 'notes.txt': 'operator notes' });
+    const app = await startApp({ MODEL_REPOSITORY: repository, ADMIN_JWT_SECRET: SECRET });
+    const { body } = await admin(app)
+      .put('/models/notes.txt/versions/1', await tarGz(versionedModel(1)))
+      .expect(409);
+    expect(body.error).toMatchObject({ code: 'conflict', field: 'name' });
+  });
+
+  it('answers 422 for an archive entry whose name no file system takes', async () => {
+    const { app, repository } = await adminApp([1]);
+    const archive = await tarGz({ ...versionedModel(2), [`${'n'.repeat(300)}.txt`]: 'x' });
+    const { body } = await admin(app).put('/models/m/versions/2', archive).expect(422);
+    expect(body.error.code).toBe('invalid_archive');
+    expect(await readdir(path.join(repository, 'm'))).toEqual(['1']);
+  });
+
   it('answers 409 when the version exists, on disk or in the registry', async () => {
     const { app } = await adminApp([1]);
     const { body } = await admin(app)
@@ -233,6 +274,16 @@ describe('upload', () => {
     expect(await readdir(path.join(repository, 'm'))).toEqual(['1']);
   });
 
+  it('answers 409 when the repository root is a single model (SageMaker layout), which has no version folders', async () => {
+    const repository = await makeRepository(versionedModel(1));
+    const app = await startApp({ MODEL_REPOSITORY: repository, ADMIN_JWT_SECRET: SECRET });
+    const { body } = await admin(app)
+      .put('/models/m/versions/2', await tarGz(versionedModel(2)))
+      .expect(409);
+    expect(body.error.message).toMatch(/single model/);
+    expect((await readdir(repository)).sort()).toEqual(['metadata.json', 'model.onnx']);
+  });
+
   it('answers 400 for a model name that could be a path', async () => {
     const { app } = await adminApp([1]);
     const { body } = await admin(app)
@@ -256,6 +307,24 @@ describe('reload', () => {
   it('answers 404 for a model neither loaded nor on disk', async () => {
     const { app } = await adminApp([1]);
     await admin(app).post('/models/ghost/reload').expect(404);
+  });
+});
+
+describe('bodies of the other admin routes', () => {
+  it('are JSON only, within MAX_BODY_BYTES, and a bad one is answered briefly', async () => {
+    const { app } = await adminApp();
+    const bytes = await request(app.server)
+      .post('/admin/models/m/promote')
+      .set(bearer())
+      .type('application/octet-stream')
+      .send(Buffer.alloc(1000));
+    expect(bytes.status).toBe(415);
+    const manyKeys = Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`k${i}`, i]));
+    const { body, text } = await admin(app)
+      .post('/models/m/promote', { version: 1, ...manyKeys })
+      .expect(400);
+    expect(body.error.code).toBe('bad_request');
+    expect(text.length).toBeLessThan(2000);
   });
 });
 

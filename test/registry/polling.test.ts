@@ -33,6 +33,9 @@ async function writeVersion(repository: string, name: string, folder: number, mo
   }
 }
 
+const filesOf = (files: Record<string, Uint8Array | string>) =>
+  Object.entries(files).map(([file, content]) => ({ path: file, data: Buffer.from(content) }));
+
 async function answer(registry: ModelRegistry, version?: number) {
   const handle = registry.acquire('m', version);
   try {
@@ -88,6 +91,26 @@ describe('polling the repository', () => {
     await writeVersion(repository, 'm', 2, 7);
     expect(await registry.poll()).toEqual([expect.objectContaining({ loaded: [2], before: 2, after: 2 })]);
     expect(await answer(registry)).toEqual({ version: 2, predictions: versionedPredictions(7, ROWS) });
+    await registry.close();
+  });
+
+  it('keeps a rollback when the newer version’s files are rewritten', async () => {
+    const { registry, repository } = await polledRegistry(versionedEntries('m', [1, 2]));
+    await registry.promote('m', 1);
+    await writeVersion(repository, 'm', 2, 7);
+    expect(await registry.poll()).toEqual([expect.objectContaining({ loaded: [2], before: 1, after: 1 })]);
+    expect(await answer(registry, 2)).toEqual({ version: 2, predictions: versionedPredictions(7, ROWS) });
+    expect((await answer(registry)).version).toBe(1);
+    await registry.close();
+  });
+
+  it('does not unload a version uploaded while its scan was under way', async () => {
+    const { registry } = await polledRegistry(versionedEntries('m', [1]));
+    const uploading = registry.upload('m', 2, filesOf(versionedModel(2)), true);
+    const polling = registry.poll();
+    await uploading;
+    expect(await polling).toEqual([]);
+    expect((await answer(registry)).version).toBe(2);
     await registry.close();
   });
 

@@ -176,6 +176,13 @@ describe('readiness', () => {
     await registry.close();
   });
 
+  it('answers requests for a model with no available version with 503, not 404', async () => {
+    const registry = await registryOver({ ...versionedEntries('good', [1]), 'bad/1/model.onnx': 'junk' }, 'bad');
+    expect(apiErrorOf(() => registry.acquire('bad', undefined))).toMatchObject({ code: 'not_ready', status: 503 });
+    expect(apiErrorOf(() => registry.acquire(undefined, undefined))).toMatchObject({ code: 'not_ready' });
+    await registry.close();
+  });
+
   it('is not taken away by a broken model that appears later', async () => {
     const repository = await makeRepository(versionedEntries('good', [1]));
     const registry = registryAt(repository);

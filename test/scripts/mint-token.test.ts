@@ -36,6 +36,12 @@ describe('npm run token', () => {
     expect(claims.exp - claims.iat).toBe(300);
   });
 
+  it('reads a bare --ttl number as seconds', async () => {
+    const { stdout } = await mintToken(['--scope', 'models:read', '--ttl', '90'], { ADMIN_JWT_SECRET: SECRET });
+    const claims = JSON.parse(Buffer.from(stdout.trim().split('.')[1] ?? '', 'base64url').toString());
+    expect(claims.exp - claims.iat).toBe(90);
+  });
+
   it('refuses to run without the secret, or without a scope', async () => {
     await expect(mintToken(['--scope', 'models:read'], {})).rejects.toMatchObject({
       code: 2,
