@@ -42,6 +42,12 @@ try {
 if (admin?.algorithm !== 'HS256') {
   fail('set ADMIN_JWT_SECRET (the secret the server verifies with) to mint a token');
 }
+// fast-jwt reads a bare number as milliseconds; people mean seconds. A zero or fractional TTL
+// would mint a token that is dead on arrival.
+const ttl = /^\d+$/.test(values.ttl) ? Number(values.ttl) * 1000 : values.ttl;
+if (ttl === 0 || /^[\d.]+$/.test(values.ttl) !== /^\d+$/.test(values.ttl)) {
+  fail('--ttl takes a whole number of seconds above zero, or 90s, 15m, 1h, 7d');
+}
 const scopes = (values.scope ?? []).flatMap((scope) => scope.split(' ')).filter(Boolean);
 if (scopes.length === 0) fail('name at least one --scope: models:read, models:write');
 
@@ -50,8 +56,7 @@ try {
   sign = createSigner({
     key: admin.key,
     algorithm: 'HS256',
-    // fast-jwt reads a bare number as milliseconds; people mean seconds.
-    expiresIn: /^\d+$/.test(values.ttl) ? Number(values.ttl) * 1000 : values.ttl,
+    expiresIn: ttl,
     ...(admin.issuer !== undefined && { iss: admin.issuer }),
     ...(admin.audience !== undefined && { aud: admin.audience }),
     sub: values.sub ?? defaultSubject(),

@@ -10,7 +10,7 @@ const name = z.string().regex(MODEL_NAME_PATTERN, MODEL_NAME_RULE);
 // Exactly as a version folder is named: `1.0`, `0x10` or `1e3` must not quietly mean another version.
 const version = z
   .string()
-  .regex(/^[1-9]\d{0,15}$/, 'a positive integer, as the version folder is named')
+  .regex(/^[1-9]\d{0,14}$/, 'a positive integer of at most 15 digits, as the version folder is named')
   .transform(Number);
 const flag = z.enum(['true', 'false']).optional();
 

@@ -49,11 +49,12 @@ export async function installVersion(
   try {
     for (const file of files) {
       const target = inside(temp, ...file.path.split('/'));
-      await mkdir(path.dirname(target), { recursive: true });
-      await writeFile(target, file.data, { flag: 'wx' }).catch((error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENAMETOOLONG') throw new UnwritableFileError(`${file.path}: the name is too long`);
+      const tooLong = (error: NodeJS.ErrnoException): never => {
+        if (error.code === 'ENAMETOOLONG') throw new UnwritableFileError(`${file.path}: the path is too long`);
         throw error;
-      });
+      };
+      await mkdir(path.dirname(target), { recursive: true }).catch(tooLong);
+      await writeFile(target, file.data, { flag: 'wx' }).catch(tooLong);
     }
     const topLevel = (await readdir(temp, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name);
     // Renaming keeps names, sizes and times: the signature read here is the installed folder's.

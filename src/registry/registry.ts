@@ -244,7 +244,7 @@ export class ModelRegistry {
       if (record?.state === 'available') {
         throw new ApiError(
           'conflict',
-          `version ${version} of ${name} is ${record.state} already; POST /admin/models/${name}/reload picks up changed files`,
+          `version ${version} of ${name} is loaded already; POST /admin/models/${name}/reload picks up changed files`,
           'version',
         );
       }
@@ -425,16 +425,11 @@ export class ModelRegistry {
         }
       }
     }
-    // A folder that could not be read may still be there: only what is surely gone unloads.
-    const unsure = contents.unreadable.some((u) => u.location === name || u.location.startsWith(`${name}/`));
     const model = this.#models.get(name);
-    const missing = (known: RepositoryContents) => {
-      const present = new Set(known.versions.filter((v) => v.name === name).map((v) => v.version));
-      return [...(model?.versions.values() ?? [])].filter((record) => !present.has(record.version));
-    };
-    if (model !== undefined && !unsure && missing(contents).length > 0) {
+    if (model !== undefined && this.#gone(model, contents).length > 0) {
       // The scan may predate a change queued before this one (an upload, a load): look again.
-      for (const record of missing(await this.#scan())) {
+      const fresh = await this.#scan().catch(() => undefined);
+      for (const record of fresh === undefined ? [] : this.#gone(model, fresh)) {
         if (model.serving === record.version) model.serving = highestAvailable(model, record.version);
         if (record.state === 'available') await this.#retire(model, record);
         model.versions.delete(record.version);
@@ -444,6 +439,17 @@ export class ModelRegistry {
     }
     report.after = this.#snapshots.get(name)?.serving.version;
     return report;
+  }
+
+  /**
+   * The model's versions whose folder the scan surely did not find. A folder that could not be
+   * read may still be there: then nothing of that model counts as gone.
+   */
+  #gone(model: ModelRecord, contents: RepositoryContents): VersionRecord[] {
+    const { name } = model;
+    if (contents.unreadable.some((u) => u.location === name || u.location.startsWith(`${name}/`))) return [];
+    const present = new Set(contents.versions.filter((v) => v.name === name).map((v) => v.version));
+    return [...model.versions.values()].filter((record) => !present.has(record.version));
   }
 
   /**

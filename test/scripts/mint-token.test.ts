@@ -42,6 +42,14 @@ describe('npm run token', () => {
     expect(claims.exp - claims.iat).toBe(90);
   });
 
+  it('refuses a TTL that would mint a token dead on arrival', async () => {
+    for (const ttl of ['0', '1.5']) {
+      await expect(
+        mintToken(['--scope', 'models:read', '--ttl', ttl], { ADMIN_JWT_SECRET: SECRET }),
+      ).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--ttl') });
+    }
+  });
+
   it('refuses to run without the secret, or without a scope', async () => {
     await expect(mintToken(['--scope', 'models:read'], {})).rejects.toMatchObject({
       code: 2,
