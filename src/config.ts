@@ -14,6 +14,7 @@ export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 export const MODEL_NAME_RULE = 'letters, digits, ".", "_" or "-", starting with a letter or digit';
 
 const positiveInt = z.coerce.number().int().positive();
+const flag = z.enum(['true', 'false'], 'true or false').transform((value) => value === 'true');
 
 /**
  * Every knob the service reads from the environment. Each one is documented in the README's
@@ -31,6 +32,9 @@ const envSchema = z.object({
   SAGEMAKER_MAX_PAYLOAD_IN_MB: positiveInt.optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SLOW_REQUEST_MS: positiveInt.default(1000),
+  LOG_REQUESTS: flag.default(false),
+  METRICS_ENABLED: flag.default(true),
+  METRICS_PORT: positiveInt.max(65535).optional(),
   SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: z.enum(RESPONSE_MEDIA_TYPES).default('application/json'),
   KEPLER_ESTIMATOR_SOCKET: z.string().optional(),
   DRAIN_TIMEOUT_MS: positiveInt.default(10_000),
@@ -66,6 +70,11 @@ export interface Config {
   maxBodyBytes: number;
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   slowRequestMs: number;
+  /** Log every request and answer at info (costs throughput; off by default). */
+  logRequests: boolean;
+  /** Serve /metrics; on its own port when metricsPort is set (kept off the public proxy). */
+  metricsEnabled: boolean;
+  metricsPort: number | undefined;
   defaultAccept: ResponseMediaType;
   /** Unix socket path for Kepler's estimator sidecar protocol; off when unset. */
   keplerEstimatorSocket: string | undefined;
@@ -102,6 +111,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxBodyBytes: e.MAX_BODY_BYTES ?? (e.SAGEMAKER_MAX_PAYLOAD_IN_MB ?? 6) * MEBIBYTE,
     logLevel: e.LOG_LEVEL,
     slowRequestMs: e.SLOW_REQUEST_MS,
+    logRequests: e.LOG_REQUESTS,
+    metricsEnabled: e.METRICS_ENABLED,
+    metricsPort: e.METRICS_PORT,
     defaultAccept: e.SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT,
     keplerEstimatorSocket: e.KEPLER_ESTIMATOR_SOCKET,
     drainTimeoutMs: e.DRAIN_TIMEOUT_MS,

@@ -4,6 +4,12 @@ import type { Matrix } from './matrix.js';
 import type { ModelVersion } from './registry/loader.js';
 import type { ModelRegistry } from './registry/registry.js';
 
+/** Told which model a request got, and of every prediction that succeeds: how long the model took, what it said. */
+export interface PredictionObserver {
+  chosen(model: ModelVersion): void;
+  predicted(model: ModelVersion, seconds: number, result: Matrix): void;
+}
+
 export interface Prediction {
   model: ModelVersion;
   /** One row per input row, one column per entry of model.outputs. */
@@ -14,10 +20,15 @@ export interface Prediction {
  * Runs one prediction request against the registry, whatever protocol it came from: picks the
  * model, puts the columns in the model's order, checks the width and predicts.
  */
-export async function predict(registry: ModelRegistry, request: PredictionRequest): Promise<Prediction> {
+export async function predict(
+  registry: ModelRegistry,
+  request: PredictionRequest,
+  observer?: PredictionObserver,
+): Promise<Prediction> {
   const handle = registry.acquire(request.model, request.version);
   try {
     const { model } = handle;
+    observer?.chosen(model);
     const input =
       request.features === undefined
         ? request.matrix
@@ -30,12 +41,15 @@ export async function predict(registry: ModelRegistry, request: PredictionReques
       );
     }
     let result: Matrix;
+    const started = performance.now();
     try {
       result = await model.model.predict(input, request.context);
     } catch (error) {
       throw new PredictionError(model, error);
     }
+    const seconds = (performance.now() - started) / 1000;
     checkFinite(result);
+    observer?.predicted(model, seconds, result);
     return { model, result };
   } finally {
     handle.release();

@@ -30,6 +30,15 @@ describe('configuration from the environment', () => {
     expect(loadConfig({ MAX_BODY_BYTES: '1000', SAGEMAKER_MAX_PAYLOAD_IN_MB: '20' }).maxBodyBytes).toBe(1000);
   });
 
+  it('serves metrics and logs no request lines unless told otherwise', () => {
+    expect(loadConfig({})).toMatchObject({ metricsEnabled: true, metricsPort: undefined, logRequests: false });
+    expect(loadConfig({ METRICS_ENABLED: 'false', LOG_REQUESTS: 'true', METRICS_PORT: '9464' })).toMatchObject({
+      metricsEnabled: false,
+      metricsPort: 9464,
+      logRequests: true,
+    });
+  });
+
   it('treats an empty variable as unset', () => {
     expect(loadConfig({ PORT: '', DEFAULT_MODEL: '' })).toMatchObject({ port: 8080, defaultModel: undefined });
   });
@@ -43,6 +52,9 @@ describe('configuration from the environment', () => {
     ['MODEL_NAME', '../escape'],
     ['SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT', 'text/html'],
     ['DRAIN_TIMEOUT_MS', '0'],
+    ['LOG_REQUESTS', 'yes'],
+    ['METRICS_ENABLED', '1'],
+    ['METRICS_PORT', '99999'],
     ['MAX_MODEL_BYTES', 'lots'],
     ['MODEL_POLL_INTERVAL_MS', '-1'],
     ['ADMIN_JWT_SECRET', 'too-short'],

@@ -54,10 +54,18 @@ export async function requireAdminToken(request: FastifyRequest, reply: FastifyR
   } catch (error) {
     reply.header('www-authenticate', 'Bearer realm="wattserve-admin", error="invalid_token"');
     const { code, message } = error as { code?: string; message: string };
+    request.server.metrics?.authFailed(
+      code === 'FST_JWT_NO_AUTHORIZATION_IN_HEADER'
+        ? 'missing'
+        : code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED'
+          ? 'expired'
+          : 'invalid',
+    );
     throw new ApiError('unauthorized', tokenProblem(code, message), 'authorization');
   }
   const needed = scopeFor(request.method);
   if (!scopesOf(claims).has(needed)) {
+    request.server.metrics?.authFailed('forbidden');
     reply.header('www-authenticate', `Bearer realm="wattserve-admin", error="insufficient_scope", scope="${needed}"`);
     throw new ApiError('forbidden', `the token lacks the scope ${needed}`, 'authorization');
   }

@@ -47,11 +47,13 @@ export default async function adminRoutes(app: FastifyInstance) {
     const who = { sub: request.user?.sub ?? '(no sub)', action, ...details };
     try {
       const result = await change();
+      app.metrics?.adminAction(action, 'done');
       request.log.info({ ...who, before: result.before, after: result.after, outcome: 'done' }, 'admin action');
       return { ...result, status: modelStatus(result.model) };
     } catch (error) {
       const serving = typeof details.model === 'string' ? app.models.get(details.model)?.serving.version : undefined;
       const outcome = error instanceof ApiError ? error.code : 'internal_error';
+      app.metrics?.adminAction(action, outcome);
       request.log.warn({ ...who, before: serving, after: serving, outcome }, 'admin action refused');
       throw error;
     }

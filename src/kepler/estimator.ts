@@ -1,5 +1,5 @@
 import { ApiError } from '../errors.js';
-import { predict } from '../inference.js';
+import { type PredictionObserver, predict } from '../inference.js';
 import { type Matrix, rowsToMatrix } from '../matrix.js';
 import type { ModelRegistry } from '../registry/registry.js';
 import {
@@ -38,7 +38,12 @@ interface EstimateRequest extends SelectionRequest {
 }
 
 /** Picks the Kepler model for the request and answers watts per component and pod. */
-export async function estimate(registry: ModelRegistry, body: unknown, maxRows: number): Promise<EstimateReply> {
+export async function estimate(
+  registry: ModelRegistry,
+  body: unknown,
+  maxRows: number,
+  observer?: PredictionObserver,
+): Promise<EstimateReply> {
   const request = parseEstimateRequest(body);
   const chosen = selectModel(keplerCandidates(registry), request);
   if (request.values.length === 0) {
@@ -54,14 +59,18 @@ export async function estimate(registry: ModelRegistry, body: unknown, maxRows: 
       'values',
     );
   }
-  const { model, result } = await predict(registry, {
-    model: chosen.name,
-    version: chosen.version,
-    features: request.metrics,
-    extraFeatures: 'ignore',
-    matrix,
-    context: { system: request.system },
-  });
+  const { model, result } = await predict(
+    registry,
+    {
+      model: chosen.name,
+      version: chosen.version,
+      features: request.metrics,
+      extraFeatures: 'ignore',
+      matrix,
+      context: { system: request.system },
+    },
+    observer,
+  );
   return { powers: powersByComponent(model.outputs, result), msg: '', core_ratio: 1 };
 }
 

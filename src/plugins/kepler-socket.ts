@@ -23,7 +23,7 @@ export default fp(
         ...SOCKET_LIMITS,
         log: app.log,
         answer: (body) =>
-          estimate(app.models, body, maxRows).catch((error: unknown) =>
+          estimate(app.models, body, maxRows, app.metrics?.observer()).catch((error: unknown) =>
             estimateFailureFor(mapAndLog(error, app.log, SOCKET_LIMITS.maxBytes, { socket: path })),
           ),
       });

@@ -30,6 +30,7 @@ export default fp<RegistryPluginOptions>(
       singleModelName: config.modelName,
       drainTimeoutMs: config.drainTimeoutMs,
       log: app.log,
+      events: app.metrics,
     });
     app.decorate('models', registry);
     app.decorate('config', config);

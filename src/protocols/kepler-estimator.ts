@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { estimate, estimateFailureFor } from '../kepler/estimator.js';
 import { logAndMap } from '../plugins/errors.js';
+import { observerFor } from '../plugins/metrics.js';
 
 /**
  * Kepler's estimator sidecar protocol over HTTP: POST /kepler/estimate. Errors keep Kepler's
@@ -12,5 +13,7 @@ export default async function keplerEstimatorProtocol(app: FastifyInstance) {
     return reply.code(apiError.statusCode).send(estimateFailureFor(apiError));
   });
 
-  app.post('/kepler/estimate', async (request) => estimate(app.models, request.body, app.config.maxRows));
+  app.post('/kepler/estimate', async (request) =>
+    estimate(app.models, request.body, app.config.maxRows, observerFor(request)),
+  );
 }

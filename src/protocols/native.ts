@@ -3,6 +3,7 @@ import { modelFromBothPlaces, parseNativeBody, predictionBody } from '../codecs/
 import { parseContentType } from '../codecs/media-types.js';
 import { ApiError } from '../errors.js';
 import { predict } from '../inference.js';
+import { observerFor } from '../plugins/metrics.js';
 import type { ModelSnapshot } from '../registry/registry.js';
 
 /** wattserve's own protocol: JSON prediction and a read-only view of the loaded models. */
@@ -23,7 +24,7 @@ export default async function nativeProtocol(app: FastifyInstance) {
     const body = parseNativeBody(request.body, maxRows);
     const { model: fromPath } = request.params;
     const model = fromPath === undefined ? body.model : modelFromBothPlaces(fromPath, body.model, 'the URL');
-    return predictionBody(await predict(app.models, { ...body, model }));
+    return predictionBody(await predict(app.models, { ...body, model }, observerFor(request)));
   }
 
   app.get('/models', async () => ({ models: app.models.list().map(describeModel) }));

@@ -6,6 +6,7 @@ import { negotiateResponseType, parseContentType } from '../codecs/media-types.j
 import type { ResponseMediaType } from '../config.js';
 import { ApiError } from '../errors.js';
 import { type Prediction, predict } from '../inference.js';
+import { observerFor } from '../plugins/metrics.js';
 
 const CUSTOM_ATTRIBUTES = 'x-amzn-sagemaker-custom-attributes';
 const TARGET_MODEL = 'x-amzn-sagemaker-target-model';
@@ -42,7 +43,7 @@ export default async function sagemakerProtocol(app: FastifyInstance) {
       typeof target === 'string'
         ? modelFromBothPlaces(target, body.model, 'the X-Amzn-SageMaker-Target-Model header')
         : body.model;
-    const prediction = await predict(app.models, { ...body, model });
+    const prediction = await predict(app.models, { ...body, model }, observerFor(request));
     return reply.type(responseType).send(encodePrediction(prediction, responseType));
   });
 }

@@ -19,15 +19,37 @@ export interface ModelVersion {
   readonly model: LoadedModel;
 }
 
+/** Which step a version failed at: a closed set, for metrics and listings. */
+export type LoadFailureReason = 'unrecognised_files' | 'invalid_metadata' | 'backend_error' | 'failed_checks';
+
+export class LoadFailure extends Error {
+  override name = 'LoadFailure';
+  constructor(
+    readonly reason: LoadFailureReason,
+    cause: unknown,
+  ) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+  }
+}
+
+/** Runs one step of loading; a failure says which step it was. */
+async function step<T>(reason: LoadFailureReason, run: () => T | Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    throw new LoadFailure(reason, error);
+  }
+}
+
 /**
  * Loads one version and checks it before it may serve: its declared features match the model's
  * input width, and a warm-up prediction on a sample row gives finite numbers of the declared shape.
- * Anything wrong throws, with the model already disposed.
+ * Anything wrong throws a LoadFailure, with the model already disposed.
  */
 export async function loadVersion(source: VersionSource): Promise<ModelVersion> {
-  const backend = backendFor(source.files);
-  const metadata = await readMetadata(source.dir, source.files);
-  const model = await backend.load(source.dir, source.files);
+  const backend = await step('unrecognised_files', () => backendFor(source.files));
+  const metadata = await step('invalid_metadata', () => readMetadata(source.dir, source.files));
+  const model = await step('backend_error', () => backend.load(source.dir, source.files));
   try {
     const features = featureNames(declaredNames('features', metadata.features, model.features), model.inputWidth);
     const sample = await model.predict(zeroRow(features.length));
@@ -44,7 +66,7 @@ export async function loadVersion(source: VersionSource): Promise<ModelVersion> 
     };
   } catch (error) {
     await model.dispose();
-    throw error;
+    throw new LoadFailure('failed_checks', error);
   }
 }
 

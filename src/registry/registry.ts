@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { BackendName } from '../backends/backend.js';
 import { ApiError } from '../errors.js';
 import { InstallConflictError, installVersion, UnwritableFileError, type VersionFile } from './install.js';
-import { loadVersion, type ModelVersion } from './loader.js';
+import { LoadFailure, type LoadFailureReason, loadVersion, type ModelVersion } from './loader.js';
 import {
   isSingleModelRoot,
   type RepositoryContents,
@@ -75,6 +75,14 @@ export interface ModelHandle {
   release(): void;
 }
 
+/** What the registry tells the outside (metrics) about models as it works. */
+export interface RegistryEvents {
+  versionLoaded(model: ModelVersion, seconds: number): void;
+  versionFailed(reason: LoadFailureReason): void;
+  /** The version serving a model was replaced by another (not the first one to serve). */
+  servingReplaced(model: string): void;
+}
+
 export interface RegistryOptions {
   /** Model used when a request names none and several are loaded. */
   defaultModel: string | undefined;
@@ -84,6 +92,7 @@ export interface RegistryOptions {
   /** How long a retired version may keep serving the requests that hold it before it is freed. */
   drainTimeoutMs: number;
   log: FastifyBaseLogger;
+  events?: RegistryEvents;
 }
 
 /**
@@ -285,6 +294,7 @@ export class ModelRegistry {
       try {
         const { loaded, source } = await installVersion(this.#options.repository, name, version, files, (source) =>
           loadVersion(source).catch((error: unknown) => {
+            this.#failed(error);
             throw new ApiError('invalid_model', `the uploaded model cannot serve: ${messageOf(error)}`);
           }),
         );
@@ -580,6 +590,7 @@ export class ModelRegistry {
     try {
       loaded = await loadVersion(source);
     } catch (error) {
+      this.#failed(error);
       const reason = messageOf(error);
       if (previous === undefined) {
         record.state = 'failed';
@@ -617,6 +628,7 @@ export class ModelRegistry {
       model.serving = loaded.version;
     }
     this.#publish(model);
+    this.#options.events?.versionLoaded(loaded, (record.loadMs ?? 0) / 1000);
     this.#log.info(
       {
         model: model.name,
@@ -670,8 +682,17 @@ export class ModelRegistry {
       if (record.state === 'available' && record.instance !== undefined) versions.set(record.version, record.instance);
     }
     const serving = model.serving === undefined ? undefined : versions.get(model.serving);
+    const before = this.#snapshots.get(model.name)?.serving;
     if (serving === undefined) this.#snapshots.delete(model.name);
     else this.#snapshots.set(model.name, { name: model.name, serving, versions, labels: new Map(model.labels) });
+    // Start-up serving each newer version as it loads is not a swap anyone made.
+    if (!this.#loading && before !== undefined && serving !== undefined && before !== serving) {
+      this.#options.events?.servingReplaced(model.name);
+    }
+  }
+
+  #failed(error: unknown): void {
+    this.#options.events?.versionFailed(error instanceof LoadFailure ? error.reason : 'backend_error');
   }
 
   #modelRecord(name: string): ModelRecord {
