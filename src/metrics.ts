@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, type Metric, Registry } from 'prom-client';
 import type { PredictionObserver } from './inference.js';
 import type { Matrix } from './matrix.js';
 import type { LoadFailureReason, ModelVersion } from './registry/loader.js';
@@ -44,7 +44,7 @@ export class ServiceMetrics implements RegistryEvents {
   readonly #inferenceSeconds: Histogram<'model' | 'version' | 'backend'>;
   readonly #podsPerRequest: Histogram<'model'>;
   readonly #pods: Counter<'model'>;
-  readonly #watts: Histogram<'model' | 'output'>;
+  readonly #watts: PodPowerHistogram;
   readonly #loadSeconds: Histogram<'backend'>;
   readonly #loadFailures: Counter<'reason'>;
   readonly #swaps: Counter<'model'>;
@@ -97,13 +97,8 @@ export class ServiceMetrics implements RegistryEvents {
       labelNames: ['model'],
       registers,
     });
-    this.#watts = new Histogram({
-      name: 'wattserve_predicted_power_watts',
-      help: 'Predicted power per pod, by model and output (a Kepler model has one per component)',
-      labelNames: ['model', 'output'],
-      buckets: WATTS,
-      registers,
-    });
+    this.#watts = new PodPowerHistogram();
+    this.registry.registerMetric(this.#watts as unknown as Metric);
     this.#loadSeconds = new Histogram({
       name: 'wattserve_model_load_duration_seconds',
       help: 'Time to load and check a model version, by backend',
@@ -179,11 +174,7 @@ export class ServiceMetrics implements RegistryEvents {
     this.#inferenceSeconds.observe({ model: name, version: model.version, backend: model.backend }, seconds);
     this.#podsPerRequest.observe({ model: name }, result.rows);
     this.#pods.inc({ model: name }, result.rows);
-    for (const [column, output] of model.outputs.entries()) {
-      // One child per output, then a tight loop: a 100k-pod request must not pay a label lookup per pod.
-      const watts = this.#watts.labels({ model: name, output });
-      for (let row = 0; row < result.rows; row++) watts.observe(result.data[row * result.cols + column] as number);
-    }
+    this.#watts.observe(name, model.outputs, result);
   }
 
   versionLoaded(model: ModelVersion, seconds: number): void {
@@ -204,5 +195,77 @@ export class ServiceMetrics implements RegistryEvents {
 
   authFailed(reason: AuthFailure): void {
     this.#authFailures.inc({ reason });
+  }
+}
+
+/** Bucket counts, sum and count of one model output's per-pod watts. */
+interface PowerSeries {
+  model: string;
+  output: string;
+  /** counts[i]: values in (WATTS[i-1], WATTS[i]]; the last slot is over the highest bucket. */
+  counts: Float64Array;
+  sum: number;
+  count: number;
+}
+
+/**
+ * wattserve_predicted_power_watts, a histogram with one observation per pod. prom-client's own
+ * Histogram costs ~300 ns an observation (30 µs for a 100-pod request, a sixth of the request);
+ * this one finds the bucket in a plain loop over a typed array, and builds the exposition only
+ * when Prometheus scrapes. It implements the parts of prom-client's Metric the registry reads.
+ */
+class PodPowerHistogram {
+  readonly name = 'wattserve_predicted_power_watts';
+  readonly help = 'Predicted power per pod, by model and output (a Kepler model has one per component)';
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  readonly #series = new Map<string, PowerSeries>();
+
+  observe(model: string, outputs: readonly string[], result: Matrix): void {
+    const { data, rows, cols } = result;
+    for (const [column, output] of outputs.entries()) {
+      const series = this.#seriesFor(model, output);
+      const { counts } = series;
+      let sum = 0;
+      for (let row = 0; row < rows; row++) {
+        const watts = data[row * cols + column] as number;
+        let bucket = 0;
+        while (bucket < WATTS.length && watts > (WATTS[bucket] as number)) bucket++;
+        counts[bucket] = (counts[bucket] as number) + 1;
+        sum += watts;
+      }
+      series.sum += sum;
+      series.count += rows;
+    }
+  }
+
+  #seriesFor(model: string, output: string): PowerSeries {
+    const key = `${model}\u0000${output}`;
+    let series = this.#series.get(key);
+    if (series === undefined) {
+      series = { model, output, counts: new Float64Array(WATTS.length + 1), sum: 0, count: 0 };
+      this.#series.set(key, series);
+    }
+    return series;
+  }
+
+  async get() {
+    const values = [...this.#series.values()].flatMap(({ model, output, counts, sum, count }) => {
+      let cumulative = 0;
+      const buckets = [...WATTS, '+Inf' as const].map((le, index) => {
+        cumulative += counts[index] as number;
+        return { metricName: `${this.name}_bucket`, labels: { model, output, le }, value: cumulative };
+      });
+      return [
+        ...buckets,
+        { metricName: `${this.name}_sum`, labels: { model, output }, value: sum },
+        { metricName: `${this.name}_count`, labels: { model, output }, value: count },
+      ];
+    });
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+  }
+
+  reset(): void {
+    this.#series.clear();
   }
 }
