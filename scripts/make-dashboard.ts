@@ -55,10 +55,11 @@ const rows: Array<{ title: string; panels: PanelSpec[] }> = [
       },
       {
         title: 'Error ratio',
-        description: 'Share of requests answered 4xx (bad input) and 5xx (server faults). 5xx should stay at 0.',
+        description:
+          'Share of requests answered 4xx (bad input) and 5xx (server faults), and abandoned by the client. 5xx should stay at 0. Requests refused before a model was chosen count only under Model = All.',
         unit: 'percentunit',
-        queries: ['4xx', '5xx'].map((status) => ({
-          expr: `sum(rate(wattserve_http_requests_total{${MODELS}, status="${status}"}${RATE})) / sum(rate(wattserve_http_requests_total{${MODELS}}${RATE}))`,
+        queries: ['4xx', '5xx', 'aborted'].map((status) => ({
+          expr: `(sum(rate(wattserve_http_requests_total{${MODELS}, status="${status}"}${RATE})) or vector(0)) / sum(rate(wattserve_http_requests_total{${MODELS}}${RATE}))`,
           legend: status,
         })),
       },
@@ -94,12 +95,13 @@ const rows: Array<{ title: string; panels: PanelSpec[] }> = [
       },
       {
         title: 'Predicted power per pod: distribution',
-        description: 'How pods spread over watts. A sudden shift after a swap is worth a look.',
+        description:
+          'How pods spread over watts, for the selected models and outputs together (pick one model to see its own). A sudden shift after a swap is worth a look.',
         kind: 'heatmap',
         unit: 'watt',
         queries: [
           {
-            expr: `sum by (le) (increase(wattserve_predicted_power_watts_bucket{${MODELS}}${RATE}))`,
+            expr: `sum by (le) (increase(wattserve_predicted_power_watts_bucket{${MODELS}}[$__interval]))`,
             legend: '{{le}}',
           },
         ],

@@ -101,8 +101,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
   }
   const e = parsed.data;
+  const port = e.PORT ?? e.SAGEMAKER_BIND_TO_PORT ?? 8080;
+  if (e.METRICS_PORT === port) {
+    throw new ConfigError(`invalid configuration:\n  METRICS_PORT: must differ from the app's port (${port})`);
+  }
   return {
-    port: e.PORT ?? e.SAGEMAKER_BIND_TO_PORT ?? 8080,
+    port,
     host: e.HOST,
     modelRepository: e.MODEL_REPOSITORY,
     modelName: e.MODEL_NAME,

@@ -16,6 +16,26 @@ const PODS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000, 100000];
 /** Per-pod watts: an idle container's fraction of a watt up to a whole busy socket. */
 const WATTS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500];
 
+let processRegistry: Registry | undefined;
+
+/**
+ * Process and Node.js runtime metrics (CPU, memory, heap, GC, event-loop lag), collected once per
+ * process: they describe the process, not an app, and prom-client's collectors never stop (one
+ * per app would keep every app built in tests alive).
+ */
+function processMetrics(): Registry {
+  if (processRegistry === undefined) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry, prefix: 'wattserve_' });
+    // prom-client's gauges named `_total` break Prometheus' naming rules (promtool flags them); the
+    // same counts are in nodejs_active_{handles,requests,resources} by type.
+    for (const kind of ['handles', 'requests', 'resources']) {
+      processRegistry.removeSingleMetric(`wattserve_nodejs_active_${kind}_total`);
+    }
+  }
+  return processRegistry;
+}
+
 /** Why a request was refused at the admin door: a closed set, so a label. */
 export type AuthFailure = 'missing' | 'invalid' | 'expired' | 'forbidden';
 
@@ -37,6 +57,7 @@ export interface RequestLabels {
  * add no series.
  */
 export class ServiceMetrics implements RegistryEvents {
+  /** This app's own metrics; text() adds the process-wide ones. */
   readonly registry = new Registry();
   readonly #requests: Counter<'route' | 'model' | 'version' | 'status'>;
   readonly #requestSeconds: Histogram<'route' | 'model'>;
@@ -53,12 +74,6 @@ export class ServiceMetrics implements RegistryEvents {
 
   constructor(models: () => readonly ModelStatus[]) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'wattserve_' });
-    // prom-client's gauges named `_total` break Prometheus' naming rules (promtool flags them); the
-    // same counts are in nodejs_active_{handles,requests,resources} by type.
-    for (const kind of ['handles', 'requests', 'resources']) {
-      this.registry.removeSingleMetric(`wattserve_nodejs_active_${kind}_total`);
-    }
     this.#requests = new Counter({
       name: 'wattserve_http_requests_total',
       help: 'HTTP requests answered, by route pattern, model and version that answered, and status class',
@@ -154,6 +169,13 @@ export class ServiceMetrics implements RegistryEvents {
     });
   }
 
+  /** The exposition Prometheus scrapes: the process's runtime metrics, then this app's. */
+  async text(): Promise<string> {
+    return (await processMetrics().metrics()) + (await this.registry.metrics());
+  }
+
+  readonly contentType = Registry.PROMETHEUS_CONTENT_TYPE;
+
   requestStarted(): () => void {
     this.#inFlight.inc();
     return () => this.#inFlight.dec();
@@ -162,6 +184,11 @@ export class ServiceMetrics implements RegistryEvents {
   requestAnswered({ route, model, version, statusCode, seconds }: RequestLabels): void {
     this.#requests.inc({ route, model, version, status: `${Math.floor(statusCode / 100)}xx` });
     this.#requestSeconds.observe({ route, model }, seconds);
+  }
+
+  /** A request whose client went away before the answer was written (a Kepler timeout, say). */
+  requestAbandoned({ route, model, version }: Omit<RequestLabels, 'statusCode' | 'seconds'>): void {
+    this.#requests.inc({ route, model, version, status: 'aborted' });
   }
 
   /** Records predictions; `chosen` also learns which model a request got, for its labels. */
@@ -228,7 +255,8 @@ class PodPowerHistogram {
       const { counts } = series;
       let sum = 0;
       for (let row = 0; row < rows; row++) {
-        const watts = data[row * cols + column] as number;
+        // A negative prediction counts as 0 W: a histogram's _sum must never go down.
+        const watts = Math.max(0, data[row * cols + column] as number);
         let bucket = 0;
         while (bucket < WATTS.length && watts > (WATTS[bucket] as number)) bucket++;
         counts[bucket] = (counts[bucket] as number) + 1;

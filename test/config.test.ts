@@ -39,6 +39,11 @@ describe('configuration from the environment', () => {
     });
   });
 
+  it('refuses METRICS_PORT equal to the app’s port', () => {
+    expect(() => loadConfig({ PORT: '9000', METRICS_PORT: '9000' })).toThrow(/METRICS_PORT/);
+    expect(() => loadConfig({ METRICS_PORT: '8080' })).toThrow(/METRICS_PORT/);
+  });
+
   it('treats an empty variable as unset', () => {
     expect(loadConfig({ PORT: '', DEFAULT_MODEL: '' })).toMatchObject({ port: 8080, defaultModel: undefined });
   });

@@ -38,3 +38,16 @@ export function sampleValue(samples: Sample[], name: string, labels: Record<stri
   if (matching.length > 1) throw new Error(`${matching.length} samples of ${name} match ${JSON.stringify(labels)}`);
   return matching[0]?.value ?? 0;
 }
+
+/**
+ * Every series name the exposition declares, whether or not it has samples yet (a counter that has
+ * not moved, a GC histogram before the first collection): histograms with their _bucket, _sum, _count.
+ */
+export function declaredNames(text: string): Set<string> {
+  const names = new Set<string>();
+  for (const [, name, type] of text.matchAll(/^# TYPE (\S+) (\w+)/gm)) {
+    names.add(name as string);
+    if (type === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) names.add(`${name}${suffix}`);
+  }
+  return names;
+}

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import request from 'supertest';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { bearer, SECRET } from './admin/helpers.js';
 import { LINEAR, makeRepository, PODS, startApp, versionedEntries } from './helpers.js';
 import { parseMetrics, sampleValue, scrape } from './metrics-scrape.js';
@@ -84,6 +84,68 @@ describe('GET /metrics', () => {
       sampleValue(after, 'wattserve_http_requests_total', { route: '/predict/:model', model: '', status: '4xx' }),
     ).toBe(500);
     expect(sampleValue(after, 'wattserve_http_requests_total', { route: 'unmatched', status: '4xx' })).toBe(500);
+  });
+
+  it('counts a request whose client left before the answer as aborted', async () => {
+    const app = await startApp();
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = app.server.address() as AddressInfo;
+    const { connect } = await import('node:net');
+    const socket = connect(port, '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    // Headers promising a body that never comes, then the client hangs up.
+    socket.write(
+      `POST /predict/${LINEAR} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    socket.destroy();
+    await vi.waitFor(async () => {
+      const samples = await scrape(app);
+      expect(
+        sampleValue(samples, 'wattserve_http_requests_total', { route: '/predict/:model', status: 'aborted' }),
+      ).toBe(1);
+      expect(sampleValue(samples, 'wattserve_http_requests_in_flight')).toBe(1);
+    });
+  });
+
+  it('counts a URL that does not decode, and returns its request id', async () => {
+    const app = await startApp();
+    const response = await app.inject({ method: 'GET', url: '/%zz', headers: { 'x-request-id': 'bad-url-1' } });
+    expect(response.statusCode).toBe(400);
+    expect(response.headers['x-request-id']).toBe('bad-url-1');
+    const samples = await scrape(app);
+    expect(sampleValue(samples, 'wattserve_http_requests_total', { route: 'unmatched', status: '4xx' })).toBe(1);
+  });
+
+  it('counts a negative prediction as 0 W, so the watts sum never goes down', async () => {
+    const app = await startApp({ MODEL_REPOSITORY: await makeRepository(versionedEntries('m', [1])) });
+    // y = 1·a + b: [1, -5] predicts -4 W, [2, 1] predicts 3 W.
+    await request(app.server)
+      .post('/predict/m')
+      .send({
+        instances: [
+          [1, -5],
+          [2, 1],
+        ],
+      })
+      .expect(200);
+    const samples = await scrape(app);
+    expect(sampleValue(samples, 'wattserve_predicted_power_watts_sum', { model: 'm', output: 'y0' })).toBe(3);
+    expect(
+      sampleValue(samples, 'wattserve_predicted_power_watts_bucket', { model: 'm', output: 'y0', le: '0.1' }),
+    ).toBe(1);
+  });
+
+  it('refuses to start when METRICS_PORT is taken, rather than run without metrics', async () => {
+    const { createServer } = await import('node:net');
+    const squatter = createServer();
+    await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+    const { port } = squatter.address() as AddressInfo;
+    try {
+      await expect(startApp({ METRICS_PORT: String(port), HOST: '127.0.0.1' })).rejects.toThrow(/EADDRINUSE/);
+    } finally {
+      squatter.close();
+    }
   });
 
   it('counts Kepler estimator predictions like any other', async () => {

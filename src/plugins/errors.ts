@@ -83,9 +83,12 @@ export function toApiError(error: FastifyError, bodyLimit: number): ApiError {
  * Fastify's routing errors (a URL that does not decode), answered like every other error. Passed
  * as the `frameworkErrors` option: it runs before any plugin could.
  */
-export function frameworkErrorReply(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+export function frameworkErrorReply(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const message = error.code === 'FST_ERR_BAD_URL' ? 'the URL is not valid' : 'the request cannot be routed';
-  reply.code(400).type('application/json').send(new ApiError('bad_request', message).toBody());
+  // No hook runs for these: do here what the request-id and metrics hooks would.
+  request.server.metrics?.requestAnswered({ route: 'unmatched', model: '', version: '', statusCode: 400, seconds: 0 });
+  reply.code(400).header('x-request-id', request.id).type('application/json');
+  reply.send(new ApiError('bad_request', message).toBody());
 }
 
 /**

@@ -38,34 +38,36 @@ export default fp<{ config: Config }>(
     app.decorate('metrics', service);
     app.decorateRequest('servedBy', undefined);
 
-    app.addHook('onRequest', async (_request, reply) => {
-      reply.raw.once('close', service.requestStarted());
+    app.addHook('onRequest', async (request, reply) => {
+      const finished = service.requestStarted();
+      reply.raw.once('close', () => {
+        finished();
+        // onResponse runs only for answers that were written; count the abandoned ones here.
+        if (!reply.raw.writableFinished) service.requestAbandoned(requestLabels(request));
+      });
     });
     app.addHook('onResponse', async (request, reply) => {
-      const route = request.routeOptions.url ?? 'unmatched';
-      if (route === '/metrics') return;
-      const model = request.servedBy;
-      service.requestAnswered({
-        route,
-        model: model?.name ?? '',
-        version: model === undefined ? '' : String(model.version),
-        statusCode: reply.statusCode,
-        seconds: reply.elapsedTime / 1000,
-      });
+      const labels = requestLabels(request);
+      if (labels.route === '/metrics') return;
+      service.requestAnswered({ ...labels, statusCode: reply.statusCode, seconds: reply.elapsedTime / 1000 });
     });
 
     if (config.metricsPort === undefined) {
-      app.get('/metrics', async (_request, reply) =>
-        reply.type(service.registry.contentType).send(await service.registry.metrics()),
-      );
+      app.get('/metrics', async (_request, reply) => reply.type(service.contentType).send(await service.text()));
       return;
     }
     const server = metricsServer(service);
-    app.addHook('onListen', async () => {
+    // Bound when the app gets ready, so a port already taken stops start-up (an error in onListen
+    // would only be logged, leaving the service running without metrics).
+    app.addHook('onReady', async () => {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(config.metricsPort, config.host, () => resolve());
+        server.listen(config.metricsPort, config.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
       });
+      server.on('error', (error) => app.log.error({ err: error }, 'metrics server error'));
       app.log.info({ port: config.metricsPort }, 'metrics served on their own port');
     });
     app.addHook('onClose', async () => {
@@ -75,6 +77,16 @@ export default fp<{ config: Config }>(
   { name: 'metrics' },
 );
 
+/** Route pattern, and the model that answered (or '' when none was chosen). */
+function requestLabels(request: FastifyRequest) {
+  const model = request.servedBy;
+  return {
+    route: request.routeOptions.url ?? 'unmatched',
+    model: model?.name ?? '',
+    version: model === undefined ? '' : String(model.version),
+  };
+}
+
 /** GET /metrics and nothing else, for a port only Prometheus reaches. */
 function metricsServer(service: ServiceMetrics): Server {
   return createServer((request, response) => {
@@ -83,9 +95,9 @@ function metricsServer(service: ServiceMetrics): Server {
       response.end(JSON.stringify({ error: { code: 'not_found', message: 'only GET /metrics is served here' } }));
       return;
     }
-    service.registry.metrics().then(
+    service.text().then(
       (text) => {
-        response.writeHead(200, { 'content-type': service.registry.contentType });
+        response.writeHead(200, { 'content-type': service.contentType });
         response.end(text);
       },
       () => {

@@ -111,6 +111,8 @@ export function outputNames(declared: readonly string[] | undefined, sample: Mat
   if (declared.length !== sample.cols) {
     throw new Error(`metadata.json lists ${declared.length} outputs but the model returns ${sample.cols}`);
   }
+  if (new Set(declared).size !== declared.length)
+    throw new Error(`output names must be unique: ${declared.join(', ')}`);
   return declared;
 }
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { linearOnnxModel } from '../../scripts/onnx-linear.js';
 import { loadVersion } from '../../src/registry/loader.js';
 import { scanRepository } from '../../src/registry/repository.js';
 import { FEATURES, LINEAR, MLP, makeRepository } from '../helpers.js';
@@ -41,6 +42,14 @@ describe('loading and checking one model version', () => {
   ])('refuses metadata.json with %s', async (_, metadata, message) => {
     await expect(loadOnly({ 'm/1': { model: LINEAR }, 'm/1/metadata.json': JSON.stringify(metadata) })).rejects.toThrow(
       message,
+    );
+  });
+
+  it('refuses outputs named twice: their series would merge in metrics and replies', async () => {
+    const twoOutputs = linearOnnxModel({ weights: [[1, 2]], bias: [0, 0] });
+    const metadata = JSON.stringify({ features: ['a'], outputs: ['package', 'package'] });
+    await expect(loadOnly({ 'm/1/model.onnx': twoOutputs, 'm/1/metadata.json': metadata })).rejects.toThrow(
+      'output names must be unique',
     );
   });
 
