@@ -27,6 +27,10 @@ export default async function nativeProtocol(app: FastifyInstance) {
     return predictionBody(await predict(app.models, { ...body, model }, observerFor(request)));
   }
 
+  // Liveness: the process answers. Readiness (models serve) is /ping; a pod restarted for being
+  // unready while a model loads would never become ready.
+  app.get('/live', async () => ({ status: 'live' }));
+
   app.get('/models', async () => ({ models: app.models.list().map(describeModel) }));
 
   app.get<{ Params: { name: string } }>('/models/:name', async (request) => {

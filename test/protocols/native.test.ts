@@ -179,3 +179,12 @@ describe('GET /models', () => {
     expect(missing.body.error).toMatchObject({ code: 'unknown_model' });
   });
 });
+
+describe('GET /live', () => {
+  it('answers 200 while no model can serve: liveness is about the process, readiness is /ping', async () => {
+    const app = await startApp({ MODEL_REPOSITORY: await makeRepository({ 'm/1/model.onnx': 'junk' }) });
+    const { body } = await request(app.server).get('/live').expect(200);
+    expect(body).toEqual({ status: 'live' });
+    await request(app.server).get('/ping').expect(503);
+  });
+});
