@@ -35,6 +35,9 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     logController: new LogController({ disableRequestLogging: !config.logRequests }),
     bodyLimit: config.maxBodyBytes,
     requestIdHeader: false,
+    // A request already sent on an open connection when shutdown starts is served, not refused:
+    // closing stops new connections, and /ping alone turns 503 (the registry's shutdown flag).
+    return503OnClosing: false,
     genReqId: requestId,
     frameworkErrors: frameworkErrorReply,
     clientErrorHandler: clientErrorReply,

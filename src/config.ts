@@ -38,6 +38,8 @@ const envSchema = z.object({
   SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: z.enum(RESPONSE_MEDIA_TYPES).default('application/json'),
   KEPLER_ESTIMATOR_SOCKET: z.string().optional(),
   DRAIN_TIMEOUT_MS: positiveInt.default(10_000),
+  // SageMaker and Kubernetes (by default) send SIGKILL 30 s after SIGTERM: finish well inside that.
+  SHUTDOWN_TIMEOUT_MS: positiveInt.default(25_000),
   MAX_MODEL_BYTES: positiveInt.default(100 * MEBIBYTE),
   MODEL_POLL_INTERVAL_MS: positiveInt.optional(),
   // A shorter HMAC secret can be brute-forced offline from any token it signed.
@@ -80,6 +82,8 @@ export interface Config {
   keplerEstimatorSocket: string | undefined;
   /** How long an unloaded or replaced version may keep serving the requests that hold it. */
   drainTimeoutMs: number;
+  /** After SIGTERM, how long in-flight requests may take before the process exits anyway. */
+  shutdownTimeoutMs: number;
   /** The most an uploaded model archive may unpack to. */
   maxModelBytes: number;
   /** Rescan the repository this often and load what changed; off when unset. */
@@ -121,6 +125,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     defaultAccept: e.SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT,
     keplerEstimatorSocket: e.KEPLER_ESTIMATOR_SOCKET,
     drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxModelBytes: e.MAX_MODEL_BYTES,
     modelPollIntervalMs: e.MODEL_POLL_INTERVAL_MS,
     admin: adminConfig(e),

@@ -57,6 +57,7 @@ describe('configuration from the environment', () => {
     ['MODEL_NAME', '../escape'],
     ['SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT', 'text/html'],
     ['DRAIN_TIMEOUT_MS', '0'],
+    ['SHUTDOWN_TIMEOUT_MS', '25s'],
     ['LOG_REQUESTS', 'yes'],
     ['METRICS_ENABLED', '1'],
     ['METRICS_PORT', '99999'],

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { request as httpRequest } from 'node:http';
 import { connect, createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,6 +81,64 @@ describe('the server process', () => {
       expect(output.stdout).toContain('shutting down');
     },
   );
+
+  it('finishes every request in flight when SIGTERM lands, refuses new connections, and exits 0', async () => {
+    const [port, metricsPort] = [await freePort(), await freePort()];
+    const { child, output, exited } = startServer({ PORT: String(port), METRICS_PORT: String(metricsPort) });
+    await untilReady(`http://127.0.0.1:${port}`);
+    const csv = `${PODS.map((row) => row.join(',')).join('\n')}\n`;
+    const half = Math.floor(csv.length / 2);
+    // Five requests caught mid-body: headers and half the CSV sent, the rest held back.
+    const requests = Array.from({ length: 5 }, () => {
+      const outgoing = httpRequest({
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/invocations',
+        headers: {
+          'content-type': 'text/csv',
+          'content-length': String(csv.length),
+          'x-amzn-sagemaker-target-model': LINEAR,
+        },
+      });
+      const answered = new Promise<[number, string]>((resolve, reject) => {
+        outgoing.on('response', (response) => {
+          let text = '';
+          response.on('data', (chunk) => (text += chunk));
+          response.on('end', () => resolve([response.statusCode ?? 0, text]));
+        });
+        outgoing.on('error', reject);
+      });
+      outgoing.write(csv.slice(0, half));
+      return { outgoing, answered };
+    });
+    await expect
+      .poll(async () => {
+        const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+        return Number(/^wattserve_http_requests_in_flight (\d+)/m.exec(text)?.[1] ?? 0);
+      })
+      .toBe(5);
+
+    child.kill('SIGTERM');
+    await expect.poll(() => output.stdout).toContain('shutting down');
+    await expect
+      .poll(() =>
+        fetch(`http://127.0.0.1:${port}/ping`).then(
+          (response) => response.status,
+          (error: Error) => (error.cause as NodeJS.ErrnoException | undefined)?.code,
+        ),
+      )
+      .toBe('ECONNREFUSED');
+    for (const { outgoing } of requests) outgoing.end(csv.slice(half));
+    for (const { answered } of requests) {
+      const [status, text] = await answered;
+      expect(status).toBe(200);
+      expect((JSON.parse(text) as { predictions: number[] }).predictions).toHaveLength(PODS.length);
+    }
+    const [code] = await exited;
+    expect(code).toBe(0);
+    expect(output.stdout).toContain('"msg":"stopped"');
+  });
 
   it('answers Kepler out of the box, over HTTP and on KEPLER_ESTIMATOR_SOCKET', async () => {
     const port = await freePort();

@@ -71,7 +71,11 @@ export default fp<{ config: Config }>(
       app.log.info({ port: config.metricsPort }, 'metrics served on their own port');
     });
     app.addHook('onClose', async () => {
-      if (server.listening) await new Promise((resolve) => server.close(resolve));
+      if (!server.listening) return;
+      const closed = new Promise((resolve) => server.close(resolve));
+      // A scraper's keep-alive connection would otherwise hold shutdown for its idle timeout.
+      server.closeIdleConnections();
+      await closed;
     });
   },
   { name: 'metrics' },

@@ -42,6 +42,8 @@ export default fp<RegistryPluginOptions>(
     if (waitForModels) await loading;
     const polling =
       config.modelPollIntervalMs === undefined ? undefined : pollRepository(app, config.modelPollIntervalMs);
+    // preClose runs before the listener closes: load balancers see /ping fail from the first moment.
+    app.addHook('preClose', async () => registry.shutDown());
     app.addHook('onClose', async () => {
       await polling?.stop();
       await loading;

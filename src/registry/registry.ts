@@ -141,6 +141,7 @@ export class ModelRegistry {
   readonly #queues = new Map<string, Promise<unknown>>();
   #unreadable: readonly UnreadableFolder[] = [];
   #loading = true;
+  #shuttingDown = false;
   readonly #options: RegistryOptions;
   readonly #log: FastifyBaseLogger;
 
@@ -159,6 +160,7 @@ export class ModelRegistry {
 
   /** Why the service is not ready, for /ping's 503; undefined when it is. */
   get notReadyReason(): string | undefined {
+    if (this.#shuttingDown) return 'shutting down';
     if (this.#loading) return 'models are still loading';
     if (this.#snapshots.size === 0) return 'no model is serving';
     const idle = [...this.#models.values()].filter((m) => m.expected && !this.#snapshots.has(m.name));
@@ -530,6 +532,11 @@ export class ModelRegistry {
         .map((snapshot) => snapshot.name)
         .join(', ') || '(none)'
     );
+  }
+
+  /** Readiness turns false for good: the service is going away (requests still in flight are served). */
+  shutDown(): void {
+    this.#shuttingDown = true;
   }
 
   /** Frees every loaded model, after any change in progress. Called once no request can arrive. */

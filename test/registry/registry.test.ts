@@ -195,3 +195,14 @@ describe('readiness', () => {
     await registry.close();
   });
 });
+
+describe('shutdown', () => {
+  it('turns readiness off for good while requests still get their model', async () => {
+    const registry = await registryOver(versionedEntries('m', [1]));
+    registry.shutDown();
+    expect(registry.ready).toBe(false);
+    expect(registry.notReadyReason).toBe('shutting down');
+    expect(registry.acquire('m', undefined).model.version).toBe(1);
+    await registry.close();
+  });
+});
