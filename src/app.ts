@@ -1,8 +1,9 @@
-import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyInstance, LogController, type RouteOptions } from 'fastify';
 import type { DestinationStream } from 'pino';
 import admin from './admin/index.js';
 import type { Config } from './config.js';
 import contentTypes from './plugins/content-types.js';
+import docs from './plugins/docs.js';
 import errorReplies, { clientErrorReply, frameworkErrorReply } from './plugins/errors.js';
 import adminJwt from './plugins/jwt.js';
 import keplerSocket from './plugins/kepler-socket.js';
@@ -19,6 +20,8 @@ export interface AppOptions {
   waitForModels?: boolean;
   /** Where log lines go (stdout by default); tests read them from here. */
   logStream?: DestinationStream;
+  /** Called with every route as it is registered (a test checks openapi.yaml covers them all). */
+  onRoute?: (route: RouteOptions) => void;
 }
 
 /** Builds the whole service without listening: server.ts starts it, tests inject into it. */
@@ -42,6 +45,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     frameworkErrors: frameworkErrorReply,
     clientErrorHandler: clientErrorReply,
   });
+  if (options.onRoute !== undefined) app.addHook('onRoute', options.onRoute);
 
   await app.register(requestLogging, { config });
   await app.register(metrics, { config });
@@ -57,5 +61,6 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     await app.register(adminJwt, config.admin);
     await app.register(admin, { prefix: '/admin' });
   }
+  await app.register(docs);
   return app;
 }

@@ -21,13 +21,16 @@ const promoteQuery = z.object({ promote: flag });
 const forceQuery = z.object({ force: flag });
 const versionBody = z.strictObject({ version: z.number().int().positive() });
 
-/** Parses one part of the request, or answers 400 naming the field and the problem. */
+/**
+ * Parses one part of the request, or answers 400 naming the field and the problem: `invalid_body`
+ * for the body, as on every other route, `bad_request` for the URL (path and query).
+ */
 function parse<T>(schema: z.ZodType<T>, value: unknown, part: string): T {
   const parsed = schema.safeParse(value ?? {});
   if (parsed.success) return parsed.data;
   const [first] = parsed.error.issues;
   const field = first?.path.length ? first.path.join('.') : part;
-  throw new ApiError('bad_request', zodProblems(parsed.error).join('; '), field);
+  throw new ApiError(part === 'body' ? 'invalid_body' : 'bad_request', zodProblems(parsed.error).join('; '), field);
 }
 
 /**

@@ -518,7 +518,11 @@ export class ModelRegistry {
       throw new ApiError('not_ready', this.#loading ? 'models are still loading' : 'no model is loaded');
     }
     const defaultModel = this.#options.defaultModel;
-    if (defaultModel !== undefined) return this.#resolve(defaultModel);
+    if (defaultModel !== undefined) {
+      const snapshot = this.#snapshots.get(defaultModel);
+      if (snapshot === undefined) throw new ApiError('not_ready', `the default model ${defaultModel} is not serving`);
+      return snapshot;
+    }
     const [only, ...others] = this.#snapshots.values();
     if (only === undefined || others.length > 0) {
       throw new ApiError('model_required', `several models are loaded; name one of: ${this.#names()}`, 'model');

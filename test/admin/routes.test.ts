@@ -89,7 +89,7 @@ describe('promote and rollback', () => {
       'unknown_version',
     );
     const missing = await admin(app).post('/models/m/promote', {}).expect(400);
-    expect(missing.body.error).toMatchObject({ code: 'bad_request', field: 'version' });
+    expect(missing.body.error).toMatchObject({ code: 'invalid_body', field: 'version' });
     const wrongType = await admin(app).post('/models/m/promote', { version: '2' }).expect(400);
     expect(wrongType.body.error.field).toBe('version');
   });
@@ -323,7 +323,7 @@ describe('bodies of the other admin routes', () => {
     const { body, text } = await admin(app)
       .post('/models/m/promote', { version: 1, ...manyKeys })
       .expect(400);
-    expect(body.error.code).toBe('bad_request');
+    expect(body.error.code).toBe('invalid_body');
     expect(text.length).toBeLessThan(2000);
   });
 });

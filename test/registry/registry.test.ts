@@ -206,3 +206,11 @@ describe('shutdown', () => {
     await registry.close();
   });
 });
+
+describe('the default model', () => {
+  it('answers 503 when it is configured but not serving, as /ping does', async () => {
+    const registry = await registryOver(versionedEntries('other', [1]), 'missing');
+    expect(apiErrorOf(() => registry.acquire(undefined, undefined))).toMatchObject({ code: 'not_ready', status: 503 });
+    await registry.close();
+  });
+});
