@@ -155,6 +155,11 @@ describe('wattserve behind nginx', () => {
       const response = await fetch(`${proxy.url}${url}`, { headers: bearer() });
       expect(await errorOf(response), url).toEqual({ status: 403, type: 'application/json', code: 'forbidden' });
     }
+    // Encoded slashes would make nginx and the app see different paths: /predict to one, /admin to the other.
+    for (const url of ['/admin/models/x%2F..%2F..%2F..%2Fpredict', '/admin/models/x%2f..%2f..%2fping']) {
+      const response = await fetch(`${proxy.url}${url}`, { headers: bearer() });
+      expect(await errorOf(response), url).toEqual({ status: 400, type: 'application/json', code: 'bad_request' });
+    }
   });
 
   withNginx('lets allow-listed addresses reach /admin, with uploads up to MAX_MODEL_BYTES', async () => {
