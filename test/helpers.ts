@@ -1,6 +1,9 @@
-import { cp, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import { cp, mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { afterEach } from 'vitest';
@@ -104,6 +107,42 @@ afterEach(async () => {
   await Promise.all(apps.splice(0).map((app) => app.close()));
   await Promise.all(folders.splice(0).map((folder) => rm(folder, { recursive: true, force: true })));
 });
+
+/** A loopback port nothing listens on right now. */
+export async function freePort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  server.close();
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+/**
+ * Writes versionedModel(`model`) into `<name>/<folder>` of a repository, stamped a minute later than
+ * anything before, so a rescan sees it changed even within one clock tick.
+ */
+export async function writeVersion(repository: string, name: string, folder: number, model = folder): Promise<void> {
+  const dir = path.join(repository, name, String(folder));
+  await mkdir(dir, { recursive: true });
+  const later = new Date(Date.now() + 60_000);
+  for (const [file, content] of Object.entries(versionedModel(model))) {
+    await writeFile(path.join(dir, file), content);
+    await utimes(path.join(dir, file), later, later);
+  }
+}
+
+/** A log stream for startApp's `logStream`, and the JSON lines written to it. */
+export function captureLogs(): { lines: Array<Record<string, unknown>>; logStream: Writable } {
+  const lines: Array<Record<string, unknown>> = [];
+  const logStream = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of chunk.toString().trim().split('\n')) lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  return { lines, logStream };
+}
 
 /** The catalogue error a call throws, as a client would see it; fails the test when it throws none. */
 export function apiErrorOf(call: () => unknown): { code: string; field: string | undefined; status: number } {

@@ -137,6 +137,21 @@ export function keplerValues(pods = KEPLER_PODS): number[][] {
 }
 
 /** Relative closeness, for watts that must match to 1e-6. */
+/** A request as Kepler sends it: every field present, Go's nil slices as null. */
+export function keplerRequest(overrides: Record<string, unknown> = {}) {
+  return {
+    metrics: KEPLER_METRICS,
+    values: keplerValues(),
+    output_type: 'AbsPower',
+    source: 'intel_rapl',
+    system_features: null,
+    system_values: null,
+    trainer_name: '',
+    filter: '',
+    ...overrides,
+  };
+}
+
 export function closeTo(actual: number, expected: number, relative = 1e-6): boolean {
   return Math.abs(actual - expected) <= relative * Math.max(Math.abs(expected), 1e-9);
 }

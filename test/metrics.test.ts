@@ -1,11 +1,11 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { promisify } from 'node:util';
 import request from 'supertest';
 import { describe, expect, it, vi } from 'vitest';
 import { bearer, SECRET } from './admin/helpers.js';
-import { LINEAR, makeRepository, PODS, startApp, versionedEntries } from './helpers.js';
+import { freePort, LINEAR, makeRepository, PODS, startApp, versionedEntries } from './helpers.js';
+import { keplerRequest } from './kepler-reference.js';
 import { parseMetrics, sampleValue, scrape } from './metrics-scrape.js';
 
 const PROMTOOL = '/usr/bin/promtool';
@@ -152,19 +152,15 @@ describe('GET /metrics', () => {
     const app = await startApp();
     await request(app.server)
       .post('/kepler/estimate')
-      .send({
-        metrics: ['bpf_cpu_time_ms', 'bpf_page_cache_hit'],
-        values: [
-          [120, 4000],
-          [30, 100],
-        ],
-        output_type: 'AbsPower',
-        source: 'intel_rapl',
-        system_features: null,
-        system_values: null,
-        trainer_name: '',
-        filter: '',
-      })
+      .send(
+        keplerRequest({
+          metrics: ['bpf_cpu_time_ms', 'bpf_page_cache_hit'],
+          values: [
+            [120, 4000],
+            [30, 100],
+          ],
+        }),
+      )
       .expect(200);
     const samples = await scrape(app);
     expect(sampleValue(samples, 'wattserve_pods_predicted_total', { model: 'kepler-ec2-rapl-bpfonly' })).toBe(2);
@@ -262,13 +258,3 @@ describe('GET /metrics', () => {
     },
   );
 });
-
-/** A port nothing listens on now, for METRICS_PORT. */
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await promisify(server.close.bind(server))();
-  return port;
-}

@@ -4,7 +4,14 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { makeRepository, startApp, versionedEntries, versionedModel, versionedPredictions } from '../helpers.js';
+import {
+  makeRepository,
+  startApp,
+  versionedEntries,
+  versionedModel,
+  versionedPredictions,
+  writeVersion,
+} from '../helpers.js';
 import { bearer, SECRET, tarGz } from './helpers.js';
 
 const ROWS = [
@@ -343,9 +350,3 @@ describe('labels', () => {
     expect((await admin(app).delete('/models/m/labels/nope').expect(404)).body.error.code).toBe('unknown_label');
   });
 });
-
-async function writeVersion(repository: string, name: string, version: number) {
-  const dir = path.join(repository, name, String(version));
-  await mkdir(dir, { recursive: true });
-  for (const [file, content] of Object.entries(versionedModel(version))) await writeFile(path.join(dir, file), content);
-}

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { makeRepository, startApp, testConfig } from '../helpers.js';
-import { expectFixtureWatts, KEPLER_METRICS, KEPLER_MODELS, KEPLER_PODS, keplerValues } from '../kepler-reference.js';
+import { expectFixtureWatts, KEPLER_MODELS, KEPLER_PODS, keplerRequest, keplerValues } from '../kepler-reference.js';
 import { keplerClient, wholeReply } from './clients.js';
 
 const FIXTURE = KEPLER_MODELS[1];
@@ -18,17 +18,8 @@ async function socketApp() {
   return { app, socketPath, root };
 }
 
-const keplerRequest = (values = keplerValues(), source = 'intel_rapl') =>
-  JSON.stringify({
-    metrics: KEPLER_METRICS,
-    values,
-    output_type: 'AbsPower',
-    source,
-    system_features: null,
-    system_values: null,
-    trainer_name: '',
-    filter: '',
-  });
+const socketRequest = (values = keplerValues(), source = 'intel_rapl') =>
+  JSON.stringify(keplerRequest({ values, source }));
 
 function expectBasicWatts(reply: string, pods = KEPLER_PODS) {
   const { powers, msg } = JSON.parse(reply) as { powers: Record<string, number[]>; msg: string };
@@ -39,7 +30,7 @@ function expectBasicWatts(reply: string, pods = KEPLER_PODS) {
 describe('Kepler estimator on a unix socket', () => {
   it('answers a request the way Kepler reads it', async () => {
     const { socketPath } = await socketApp();
-    expectBasicWatts(await keplerClient(socketPath, keplerRequest()));
+    expectBasicWatts(await keplerClient(socketPath, socketRequest()));
   });
 
   it.each(KEPLER_MODELS)('answers the watts of $path', async (fixture) => {
@@ -47,14 +38,14 @@ describe('Kepler estimator on a unix socket', () => {
     const socketPath = path.join(root, 'estimator.sock');
     await startApp({ MODEL_REPOSITORY: root, KEPLER_ESTIMATOR_SOCKET: socketPath });
     const source = fixture.path.includes('/acpi/') ? 'acpi' : 'intel_rapl';
-    const reply = await keplerClient(socketPath, keplerRequest(keplerValues(), source));
+    const reply = await keplerClient(socketPath, socketRequest(keplerValues(), source));
     expectFixtureWatts((JSON.parse(reply) as { powers: Record<string, number[]> }).powers, fixture);
   });
 
   it('reads a request that arrives in many pieces', async () => {
     const { socketPath } = await socketApp();
     const pods = Array.from({ length: 60 }, (_, i) => KEPLER_PODS[i % KEPLER_PODS.length] as Record<string, number>);
-    expectBasicWatts(await keplerClient(socketPath, keplerRequest(keplerValues(pods)), 7), pods);
+    expectBasicWatts(await keplerClient(socketPath, socketRequest(keplerValues(pods)), 7), pods);
   });
 
   it('answers concurrent connections each with its own reply', async () => {
@@ -62,7 +53,7 @@ describe('Kepler estimator on a unix socket', () => {
     const replies = await Promise.all(
       Array.from({ length: 25 }, (_, i) => {
         const pods = [KEPLER_PODS[i % 3] as Record<string, number>];
-        return keplerClient(socketPath, keplerRequest(keplerValues(pods))).then((reply) => ({ reply, pods }));
+        return keplerClient(socketPath, socketRequest(keplerValues(pods))).then((reply) => ({ reply, pods }));
       }),
     );
     for (const { reply, pods } of replies) expectBasicWatts(reply, pods);
@@ -74,7 +65,7 @@ describe('Kepler estimator on a unix socket', () => {
       ...(KEPLER_PODS[0] as Record<string, number>),
       bpf_cpu_time_ms: 1000 + i * 37.3,
     }));
-    const reply = await wholeReply(socketPath, (s) => s.write(keplerRequest(keplerValues(pods))));
+    const reply = await wholeReply(socketPath, (s) => s.write(socketRequest(keplerValues(pods))));
     expect(Buffer.byteLength(reply)).toBeLessThanOrEqual(4096);
     expectBasicWatts(reply, pods);
   });
@@ -83,7 +74,7 @@ describe('Kepler estimator on a unix socket', () => {
     const { socketPath } = await socketApp();
     const quitter = connect(socketPath);
     await once(quitter, 'connect');
-    quitter.write(keplerRequest().slice(0, 50));
+    quitter.write(socketRequest().slice(0, 50));
     quitter.destroy();
     // A client that connects and closes without a word is let go with no reply.
     expect(await wholeReply(socketPath, (s) => s.end())).toBe('');
@@ -91,7 +82,7 @@ describe('Kepler estimator on a unix socket', () => {
     expect(garbage).toEqual({ powers: {}, msg: expect.stringContaining('not a JSON object') });
     const wrong = JSON.parse(await keplerClient(socketPath, JSON.stringify({ metrics: ['x'], values: [[1]] })));
     expect(wrong).toEqual({ powers: {}, msg: expect.stringContaining('output_type') });
-    expectBasicWatts(await keplerClient(socketPath, keplerRequest()));
+    expectBasicWatts(await keplerClient(socketPath, socketRequest()));
   });
 
   it('replaces a stale socket file left by a dead process', async () => {
@@ -103,7 +94,7 @@ describe('Kepler estimator on a unix socket', () => {
     expect((await lstat(socketPath)).isSocket()).toBe(true);
     const app = await startApp({ MODEL_REPOSITORY: root, KEPLER_ESTIMATOR_SOCKET: socketPath });
     expect(app.config.keplerEstimatorSocket).toBe(socketPath);
-    expectBasicWatts(await keplerClient(socketPath, keplerRequest()));
+    expectBasicWatts(await keplerClient(socketPath, socketRequest()));
   });
 
   it('refuses to take over a path that is not a socket', async () => {

@@ -3,8 +3,8 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { bearer, SECRET } from '../admin/helpers.js';
-import { LINEAR, startApp } from '../helpers.js';
-import { checkConfig, freePort, NGINX, type NginxProxy, SHIPPED_NGINX, startProxy } from './proxy.js';
+import { freePort, LINEAR, startApp } from '../helpers.js';
+import { checkConfig, NGINX, type NginxProxy, SHIPPED_NGINX, startProxy } from './proxy.js';
 
 // CI installs nginx, so there a missing nginx fails instead of skipping.
 const withNginx = it.skipIf(NGINX === undefined && process.env.CI === undefined);

@@ -1,18 +1,6 @@
-import { Writable } from 'node:stream';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { LINEAR, PODS, startApp } from '../helpers.js';
-
-function logLines() {
-  const lines: Array<Record<string, unknown>> = [];
-  const logStream = new Writable({
-    write(chunk, _encoding, done) {
-      for (const line of chunk.toString().trim().split('\n')) lines.push(JSON.parse(line));
-      done();
-    },
-  });
-  return { lines, logStream };
-}
+import { captureLogs, LINEAR, PODS, startApp } from '../helpers.js';
 
 describe('request ids', () => {
   it('honours an incoming X-Request-Id and returns it, on errors too', async () => {
@@ -44,13 +32,13 @@ describe('request ids', () => {
 
 describe('request logs', () => {
   it('logs no line per request by default, and one per request and answer with LOG_REQUESTS=true', async () => {
-    const quiet = logLines();
+    const quiet = captureLogs();
     const app = await startApp({ LOG_LEVEL: 'info' }, { logStream: quiet.logStream });
     const before = quiet.lines.length;
     await request(app.server).post(`/predict/${LINEAR}`).send({ instances: PODS }).expect(200);
     expect(quiet.lines.slice(before)).toEqual([]);
 
-    const chatty = logLines();
+    const chatty = captureLogs();
     const verbose = await startApp({ LOG_LEVEL: 'info', LOG_REQUESTS: 'true' }, { logStream: chatty.logStream });
     const start = chatty.lines.length;
     await request(verbose.server).post(`/predict/${LINEAR}`).set('x-request-id', 'trace-me').send({ instances: PODS });
@@ -60,7 +48,7 @@ describe('request logs', () => {
   });
 
   it('logs a request slower than SLOW_REQUEST_MS at warn, with its id', async () => {
-    const { lines, logStream } = logLines();
+    const { lines, logStream } = captureLogs();
     const app = await startApp({ LOG_LEVEL: 'warn', SLOW_REQUEST_MS: '1' }, { logStream });
     const many = Array.from({ length: 20_000 }, (_, i) => PODS[i % PODS.length]);
     await request(app.server).post(`/predict/${LINEAR}`).set('x-request-id', 'slow-one').send({ instances: many });

@@ -8,7 +8,7 @@ import {
   KEPLER_METRICS,
   KEPLER_MODELS,
   KEPLER_PODS,
-  keplerValues,
+  keplerRequest,
   PICKLE_ONLY,
   referenceWatts,
 } from '../kepler-reference.js';
@@ -21,21 +21,6 @@ const ALL_FIXTURES: Record<string, RepositoryEntry> = {
   'sgd-acpi/1': { kepler: KEPLER_MODELS[4].path },
   'gradient-boosting/1': { kepler: PICKLE_ONLY },
 };
-
-/** A request as Kepler sends it: every field present, Go's nil slices as null. */
-function keplerRequest(overrides: Record<string, unknown> = {}) {
-  return {
-    metrics: KEPLER_METRICS,
-    values: keplerValues(),
-    output_type: 'AbsPower',
-    source: 'intel_rapl',
-    system_features: null,
-    system_values: null,
-    trainer_name: '',
-    filter: '',
-    ...overrides,
-  };
-}
 
 const sourceOf = (fixture: (typeof KEPLER_MODELS)[number]) => (fixture.path.includes('/acpi/') ? 'acpi' : 'intel_rapl');
 

@@ -1,11 +1,18 @@
-import { mkdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import pino from 'pino';
 import request from 'supertest';
 import { describe, expect, it, vi } from 'vitest';
 import { ModelRegistry } from '../../src/registry/registry.js';
 import { scanRepository } from '../../src/registry/repository.js';
-import { makeRepository, startApp, versionedEntries, versionedModel, versionedPredictions } from '../helpers.js';
+import {
+  makeRepository,
+  startApp,
+  versionedEntries,
+  versionedModel,
+  versionedPredictions,
+  writeVersion,
+} from '../helpers.js';
 
 const ROWS = [[2, 5]];
 
@@ -20,17 +27,6 @@ async function polledRegistry(entries: Parameters<typeof makeRepository>[0]) {
   });
   await registry.loadAll(await scanRepository(repository, 'model'));
   return { registry, repository };
-}
-
-/** Writes `model` (a versionedModel number) into `<name>/<folder>`, stamped a minute later than anything before. */
-async function writeVersion(repository: string, name: string, folder: number, model = folder) {
-  const dir = path.join(repository, name, String(folder));
-  await mkdir(dir, { recursive: true });
-  const later = new Date(Date.now() + 60_000);
-  for (const [file, content] of Object.entries(versionedModel(model))) {
-    await writeFile(path.join(dir, file), content);
-    await utimes(path.join(dir, file), later, later);
-  }
 }
 
 const filesOf = (files: Record<string, Uint8Array | string>) =>
