@@ -1,5 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { getHeapStatistics } from 'node:v8';
 import { z } from 'zod';
 import { zodProblems } from './zod-problems.js';
 
@@ -14,6 +16,7 @@ export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 export const MODEL_NAME_RULE = 'letters, digits, ".", "_" or "-", starting with a letter or digit';
 
 const positiveInt = z.coerce.number().int().positive();
+const nonNegativeInt = z.coerce.number().int().nonnegative();
 const flag = z.enum(['true', 'false'], 'true or false').transform((value) => value === 'true');
 
 /**
@@ -28,6 +31,10 @@ const envSchema = z.object({
   MODEL_NAME: z.string().regex(MODEL_NAME_PATTERN, MODEL_NAME_RULE).default('model'),
   DEFAULT_MODEL: z.string().optional(),
   MAX_ROWS: positiveInt.default(100_000),
+  MAX_COLUMNS: positiveInt.default(1000),
+  MAX_JSON_DEPTH: positiveInt.min(3, 'must be at least 3 (a body {"instances": [[…]]} is 3 deep)').default(32),
+  MAX_CSV_LINE_BYTES: positiveInt.default(64 * 1024),
+  MAX_HEADER_BYTES: positiveInt.default(16 * 1024),
   MAX_BODY_BYTES: positiveInt.optional(),
   SAGEMAKER_MAX_PAYLOAD_IN_MB: positiveInt.optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -41,6 +48,19 @@ const envSchema = z.object({
   // SageMaker and Kubernetes (by default) send SIGKILL 30 s after SIGTERM: finish well inside that.
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(25_000),
   MAX_MODEL_BYTES: positiveInt.default(100 * MEBIBYTE),
+  MAX_UPLOAD_ENTRIES: positiveInt.default(10_000),
+  MAX_CONCURRENT_PER_MODEL: positiveInt.default(128),
+  REQUEST_TIMEOUT_MS: positiveInt.default(30_000),
+  HEADERS_TIMEOUT_MS: positiveInt.default(10_000),
+  // Longer than nginx's upstream keepalive_timeout (60 s) and AWS load balancers' idle timeout
+  // (60 s): the proxy closes an idle connection first, never the app under a request in flight.
+  KEEP_ALIVE_TIMEOUT_MS: positiveInt.default(65_000),
+  MAX_EVENT_LOOP_DELAY_MS: nonNegativeInt.default(1000),
+  MAX_HEAP_USED_BYTES: nonNegativeInt.optional(),
+  RETRY_AFTER_SECONDS: positiveInt.default(5),
+  MODEL_LOAD_TIMEOUT_MS: positiveInt.default(60_000),
+  WORKER_THREADS: nonNegativeInt.optional(),
+  WORKER_ROWS_THRESHOLD: positiveInt.default(2000),
   MODEL_POLL_INTERVAL_MS: positiveInt.optional(),
   // A shorter HMAC secret can be brute-forced offline from any token it signed.
   ADMIN_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
@@ -68,6 +88,8 @@ export interface Config {
   modelRepository: string;
   modelName: string;
   defaultModel: string | undefined;
+  /** Every limit on what one request may hold; each has its own error code. */
+  limits: Limits;
   maxRows: number;
   maxBodyBytes: number;
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
@@ -86,10 +108,39 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** The most an uploaded model archive may unpack to. */
   maxModelBytes: number;
+  /** Most requests one model may have in flight; more are answered 429 model_busy. */
+  maxConcurrentPerModel: number;
+  /** From arrival to answer (body included): past it, 408 while receiving, 504 while predicting. */
+  requestTimeoutMs: number;
+  /** Time a client has to send its request headers (slow-loris clients are cut off). */
+  headersTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  /** Answer 503 overloaded when the event loop lags or the heap grows past these; 0/undefined: off. */
+  maxEventLoopDelayMs: number;
+  maxHeapUsedBytes: number;
+  /** The retry hint (body and Retry-After header) in 429 and 503 answers. */
+  retryAfterSeconds: number;
+  /** A model version still loading after this long fails (and what served keeps serving). */
+  modelLoadTimeoutMs: number;
+  /** Threads scoring large requests off the event loop; 0 scores everything in-thread. */
+  workerThreads: number;
+  /** Requests with more rows than this go to the worker threads. */
+  workerRowsThreshold: number;
   /** Rescan the repository this often and load what changed; off when unset. */
   modelPollIntervalMs: number | undefined;
   /** The admin API's token verification; the admin API is off when unset. */
   admin: AdminConfig | undefined;
+}
+
+export interface Limits {
+  maxRows: number;
+  maxColumns: number;
+  maxJsonDepth: number;
+  maxCsvLineBytes: number;
+  maxHeaderBytes: number;
+  maxBodyBytes: number;
+  maxModelBytes: number;
+  maxUploadEntries: number;
 }
 
 export class ConfigError extends Error {
@@ -109,14 +160,25 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.METRICS_PORT === port) {
     throw new ConfigError(`invalid configuration:\n  METRICS_PORT: must differ from the app's port (${port})`);
   }
+  const maxBodyBytes = e.MAX_BODY_BYTES ?? (e.SAGEMAKER_MAX_PAYLOAD_IN_MB ?? 6) * MEBIBYTE;
   return {
     port,
     host: e.HOST,
     modelRepository: e.MODEL_REPOSITORY,
     modelName: e.MODEL_NAME,
     defaultModel: e.DEFAULT_MODEL,
+    limits: {
+      maxRows: e.MAX_ROWS,
+      maxColumns: e.MAX_COLUMNS,
+      maxJsonDepth: e.MAX_JSON_DEPTH,
+      maxCsvLineBytes: e.MAX_CSV_LINE_BYTES,
+      maxHeaderBytes: e.MAX_HEADER_BYTES,
+      maxBodyBytes,
+      maxModelBytes: e.MAX_MODEL_BYTES,
+      maxUploadEntries: e.MAX_UPLOAD_ENTRIES,
+    },
     maxRows: e.MAX_ROWS,
-    maxBodyBytes: e.MAX_BODY_BYTES ?? (e.SAGEMAKER_MAX_PAYLOAD_IN_MB ?? 6) * MEBIBYTE,
+    maxBodyBytes,
     logLevel: e.LOG_LEVEL,
     slowRequestMs: e.SLOW_REQUEST_MS,
     logRequests: e.LOG_REQUESTS,
@@ -127,6 +189,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxModelBytes: e.MAX_MODEL_BYTES,
+    maxConcurrentPerModel: e.MAX_CONCURRENT_PER_MODEL,
+    requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+    headersTimeoutMs: e.HEADERS_TIMEOUT_MS,
+    keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS,
+    maxEventLoopDelayMs: e.MAX_EVENT_LOOP_DELAY_MS,
+    // V8 throws out of memory at its heap limit: start refusing work well before.
+    maxHeapUsedBytes: e.MAX_HEAP_USED_BYTES ?? Math.floor(0.9 * getHeapStatistics().heap_size_limit),
+    retryAfterSeconds: e.RETRY_AFTER_SECONDS,
+    modelLoadTimeoutMs: e.MODEL_LOAD_TIMEOUT_MS,
+    // One core stays with the event loop (HTTP, small requests, /ping).
+    workerThreads: e.WORKER_THREADS ?? Math.max(1, availableParallelism() - 1),
+    workerRowsThreshold: e.WORKER_ROWS_THRESHOLD,
     modelPollIntervalMs: e.MODEL_POLL_INTERVAL_MS,
     admin: adminConfig(e),
   };

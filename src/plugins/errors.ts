@@ -12,6 +12,7 @@ export default fp(
   async function errorReplies(app: FastifyInstance) {
     app.setErrorHandler((error, request, reply) => {
       const apiError = logAndMap(error, request);
+      if (apiError.retryAfterSeconds !== undefined) reply.header('retry-after', apiError.retryAfterSeconds);
       return reply.code(apiError.statusCode).type('application/json').send(apiError.toBody());
     });
 
