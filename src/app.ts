@@ -2,14 +2,17 @@ import Fastify, { type FastifyInstance, LogController, type RouteOptions } from 
 import type { DestinationStream } from 'pino';
 import admin from './admin/index.js';
 import type { Config } from './config.js';
+import backpressure from './plugins/backpressure.js';
 import contentTypes from './plugins/content-types.js';
 import docs from './plugins/docs.js';
-import errorReplies, { clientErrorReply, frameworkErrorReply } from './plugins/errors.js';
+import errorReplies, { clientErrorReplier, frameworkErrorReply } from './plugins/errors.js';
 import adminJwt from './plugins/jwt.js';
 import keplerSocket from './plugins/kepler-socket.js';
 import metrics from './plugins/metrics.js';
+import predictor from './plugins/predictor.js';
 import modelRegistry from './plugins/registry.js';
 import requestLogging, { requestId } from './plugins/request-logging.js';
+import securityHeaders from './plugins/security-headers.js';
 import keplerEstimatorProtocol from './protocols/kepler-estimator.js';
 import keplerModelServerProtocol from './protocols/kepler-model-server.js';
 import nativeProtocol from './protocols/native.js';
@@ -22,10 +25,15 @@ export interface AppOptions {
   logStream?: DestinationStream;
   /** Called with every route as it is registered (a test checks openapi.yaml covers them all). */
   onRoute?: (route: RouteOptions) => void;
+  /** How often load is sampled for backpressure (1 s by default); tests shorten it. */
+  pressureSampleIntervalMs?: number;
 }
 
 /** Builds the whole service without listening: server.ts starts it, tests inject into it. */
 export async function buildApp(config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
+  // The whole request must arrive within requestTimeout, so a longer headersTimeout would never
+  // fire first (and Node refuses to create such a server).
+  const headersTimeoutMs = Math.min(config.headersTimeoutMs, config.requestTimeoutMs);
   const app = Fastify({
     // Admin tokens must never reach a log line, whatever a serializer or a handler logs.
     logger: {
@@ -43,15 +51,44 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     return503OnClosing: false,
     genReqId: requestId,
     frameworkErrors: frameworkErrorReply,
-    clientErrorHandler: clientErrorReply,
+    // Timeouts and over-long headers are answered here, as JSON: 408 request_timeout, 431.
+    clientErrorHandler: clientErrorReplier({
+      maxHeaderBytes: config.limits.maxHeaderBytes,
+      headersTimeoutMs,
+      requestTimeoutMs: config.requestTimeoutMs,
+    }),
+    // Slow clients: the request line and headers must arrive within HEADERS_TIMEOUT_MS (a client
+    // that connects and trickles, or sends nothing, is cut off), the whole request within
+    // REQUEST_TIMEOUT_MS. Neither runs while the answer is computed: that is the deadline's job.
+    requestTimeout: config.requestTimeoutMs,
+    // Idle keep-alive connections are closed after KEEP_ALIVE_TIMEOUT_MS, longer than the proxies'
+    // own idle timeouts (nginx upstream keepalive and AWS load balancers: 60 s), so the proxy closes
+    // first and never sends a request on a connection the app is closing.
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    // No socket inactivity timeout: it would also cut a request whose prediction is slow, which
+    // sends nothing while it computes; the timeouts above cover slow and idle clients.
+    connectionTimeout: 0,
+    http: {
+      maxHeaderSize: config.limits.maxHeaderBytes,
+      headersTimeout: headersTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+      // Node checks the two timeouts above only this often (30 s by default, which would let a
+      // slow-loris client hold a connection for 40 s with the default 10 s HEADERS_TIMEOUT_MS).
+      connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(headersTimeoutMs / 4))),
+    },
   });
   if (options.onRoute !== undefined) app.addHook('onRoute', options.onRoute);
 
   await app.register(requestLogging, { config });
   await app.register(metrics, { config });
   await app.register(errorReplies);
-  await app.register(contentTypes);
+  // Both add onRequest hooks ahead of every route's: security headers first, so answers refused
+  // for load carry them too; then load shedding, before any work is done for the request.
+  await app.register(securityHeaders);
+  await app.register(backpressure, { config, sampleIntervalMs: options.pressureSampleIntervalMs });
+  await app.register(contentTypes, { maxJsonDepth: config.limits.maxJsonDepth });
   await app.register(modelRegistry, { config, waitForModels: options.waitForModels ?? true });
+  await app.register(predictor);
   await app.register(nativeProtocol);
   await app.register(sagemakerProtocol);
   await app.register(keplerEstimatorProtocol);

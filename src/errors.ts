@@ -44,6 +44,7 @@ export const ERRORS = {
   not_ready: 503,
   overloaded: 503,
   deadline_exceeded: 504,
+  insufficient_storage: 507,
   prediction_failed: 500,
   internal_error: 500,
 } as const;

@@ -1,5 +1,7 @@
+import type { PredictContext } from './backends/backend.js';
 import type { PredictionRequest } from './codecs/json.js';
 import { ApiError } from './errors.js';
+import type { InFlightLimit } from './in-flight.js';
 import type { Matrix } from './matrix.js';
 import type { ModelVersion } from './registry/loader.js';
 import type { ModelRegistry } from './registry/registry.js';
@@ -16,16 +18,40 @@ export interface Prediction {
   result: Matrix;
 }
 
+/** Computes a model's answer to an input: on the event loop, or in a worker thread. */
+export type ModelRunner = (
+  model: ModelVersion,
+  input: Matrix,
+  context: PredictContext | undefined,
+  signal: AbortSignal,
+) => Promise<Matrix>;
+
+export const runInThread: ModelRunner = (model, input, context) => model.model.predict(input, context);
+
+export interface PredictOptions {
+  observer?: PredictionObserver;
+  /** performance.now() by which the model must have answered, or 504 deadline_exceeded. */
+  deadline?: number;
+  inFlight?: InFlightLimit;
+  run?: ModelRunner;
+}
+
 /**
  * Runs one prediction request against the registry, whatever protocol it came from: picks the
  * model, puts the columns in the model's order, checks the width and predicts.
+ *
+ * Past the deadline the client is answered at once, but the model version and its in-flight place
+ * stay held until the model really finishes: a version is never disposed under a computation, and
+ * a model that hangs fills its places and answers 429 instead of piling up work.
  */
 export async function predict(
   registry: ModelRegistry,
   request: PredictionRequest,
-  observer?: PredictionObserver,
+  options: PredictOptions = {},
 ): Promise<Prediction> {
+  const { observer, run = runInThread } = options;
   const handle = registry.acquire(request.model, request.version);
+  let running: Promise<unknown> | undefined;
   try {
     const { model } = handle;
     observer?.chosen(model);
@@ -40,11 +66,21 @@ export async function predict(
         'instances',
       );
     }
-    let result: Matrix;
+    const leave = options.inFlight?.enter(model.name);
+    const aborter = new AbortController();
     const started = performance.now();
+    // Async, so that a backend throwing at once still gives its in-flight place back.
+    const work = (async () => run(model, input, request.context, aborter.signal))();
+    running = work.then(
+      () => leave?.(),
+      () => leave?.(),
+    );
+    let result: Matrix;
     try {
-      result = await model.model.predict(input, request.context);
+      result = await withDeadline(work, options.deadline, aborter);
     } catch (error) {
+      if (error instanceof ApiError) throw error;
+      registry.predictionFailed(model, error);
       throw new PredictionError(model, error);
     }
     const seconds = (performance.now() - started) / 1000;
@@ -52,7 +88,37 @@ export async function predict(
     observer?.predicted(model, seconds, result);
     return { model, result };
   } finally {
-    handle.release();
+    if (running === undefined) handle.release();
+    else void running.finally(() => handle.release());
+  }
+}
+
+/** The work's result, or 504 once the deadline passes (the work is told to stop through aborter). */
+export async function withDeadline<T>(
+  work: Promise<T>,
+  deadline: number | undefined,
+  aborter?: AbortController,
+): Promise<T> {
+  if (deadline === undefined) return work;
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(
+      () => {
+        aborter?.abort();
+        reject(
+          new ApiError(
+            'deadline_exceeded',
+            'the prediction did not finish within REQUEST_TIMEOUT_MS of the request arriving',
+          ),
+        );
+      },
+      Math.max(0, deadline - performance.now()),
+    );
+  });
+  try {
+    return await Promise.race([work, expired]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -30,6 +30,12 @@ export type FieldNamer = (row: number, col?: number) => string;
 export const instancesField: FieldNamer = (row, col) =>
   col === undefined ? `instances[${row}]` : `instances[${row}][${col}]`;
 
+/** How large a matrix one request may hold (MAX_ROWS, MAX_COLUMNS). */
+export interface MatrixLimits {
+  readonly maxRows: number;
+  readonly maxColumns: number;
+}
+
 /** Checks that the matrix has rows and at most maxRows of them. */
 export function checkRowCount(rows: number, maxRows: number, field: string): void {
   if (rows === 0) throw new ApiError('empty_matrix', 'the request holds no rows', field);
@@ -38,17 +44,24 @@ export function checkRowCount(rows: number, maxRows: number, field: string): voi
   }
 }
 
+export function checkColumnCount(cols: number, maxColumns: number, field: string): void {
+  if (cols > maxColumns) {
+    throw new ApiError('too_many_columns', `rows hold more than ${maxColumns} values (MAX_COLUMNS)`, field);
+  }
+}
+
 /**
  * Turns decoded rows (arrays of numbers, as JSON gives them) into a Matrix, rejecting anything
  * that is not a rectangular array of finite numbers.
  */
-export function rowsToMatrix(rows: unknown, maxRows: number, field: string, fieldOf: FieldNamer): Matrix {
+export function rowsToMatrix(rows: unknown, limits: MatrixLimits, field: string, fieldOf: FieldNamer): Matrix {
   if (!Array.isArray(rows)) {
     throw new ApiError('invalid_body', 'must be an array of rows, each an array of numbers', field);
   }
-  checkRowCount(rows.length, maxRows, field);
+  checkRowCount(rows.length, limits.maxRows, field);
   const first: unknown = rows[0];
   const cols = Array.isArray(first) ? first.length : 0;
+  checkColumnCount(cols, limits.maxColumns, fieldOf(0));
   const data = new Float64Array(rows.length * cols);
   for (let r = 0; r < rows.length; r++) {
     const row: unknown = rows[r];

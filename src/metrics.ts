@@ -68,6 +68,7 @@ export class ServiceMetrics implements RegistryEvents {
   readonly #watts: PodPowerHistogram;
   readonly #loadSeconds: Histogram<'backend'>;
   readonly #loadFailures: Counter<'reason'>;
+  readonly #predictionFailures: Counter<'model' | 'version'>;
   readonly #swaps: Counter<'model'>;
   readonly #adminActions: Counter<'action' | 'outcome'>;
   readonly #authFailures: Counter<'reason'>;
@@ -123,8 +124,14 @@ export class ServiceMetrics implements RegistryEvents {
     });
     this.#loadFailures = new Counter({
       name: 'wattserve_model_load_failures_total',
-      help: 'Model versions that failed to load or to pass their checks, by reason',
+      help: 'Model version loads that failed, or did not finish within MODEL_LOAD_TIMEOUT_MS (reason timeout), by reason',
       labelNames: ['reason'],
+      registers,
+    });
+    this.#predictionFailures = new Counter({
+      name: 'wattserve_prediction_failures_total',
+      help: 'Predictions that failed in the model backend (answered 500 prediction_failed), by model and version',
+      labelNames: ['model', 'version'],
       registers,
     });
     this.#swaps = new Counter({
@@ -154,6 +161,20 @@ export class ServiceMetrics implements RegistryEvents {
         this.reset();
         for (const model of models()) {
           for (const { version, state } of model.versions) this.set({ model: model.name, version, state }, 1);
+        }
+      },
+    });
+    new Gauge({
+      name: 'wattserve_model_reload_failed',
+      help: 'Available versions whose files on disk no longer load (changed, deleted, truncated): 1 while the copy loaded before serves',
+      labelNames: ['model', 'version'],
+      registers,
+      collect() {
+        this.reset();
+        for (const model of models()) {
+          for (const { version, state, lastLoadFailure } of model.versions) {
+            if (state === 'available' && lastLoadFailure !== undefined) this.set({ model: model.name, version }, 1);
+          }
         }
       },
     });
@@ -214,6 +235,10 @@ export class ServiceMetrics implements RegistryEvents {
 
   servingReplaced(model: string): void {
     this.#swaps.inc({ model });
+  }
+
+  predictionFailed(model: ModelVersion): void {
+    this.#predictionFailures.inc({ model: model.name, version: model.version });
   }
 
   adminAction(action: string, outcome: string): void {

@@ -59,8 +59,9 @@ export const PODS = [
   [0, 0, 0, 0, 0, 0, 6e7, 0],
 ];
 
+/** The shipped models, no logs, and no worker threads (tests of the worker pool turn them on). */
 export function testConfig(env: Record<string, string> = {}): Config {
-  return loadConfig({ MODEL_REPOSITORY: SHIPPED_MODELS, LOG_LEVEL: 'silent', ...env });
+  return loadConfig({ MODEL_REPOSITORY: SHIPPED_MODELS, LOG_LEVEL: 'silent', WORKER_THREADS: '0', ...env });
 }
 
 const apps: FastifyInstance[] = [];

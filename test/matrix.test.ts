@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { instancesField, matrixToRows, rowsToMatrix } from '../src/matrix.js';
 import { apiErrorOf } from './helpers.js';
 
-const toMatrix = (rows: unknown, maxRows = 10) => rowsToMatrix(rows, maxRows, 'instances', instancesField);
+const toMatrix = (rows: unknown, maxRows = 10, maxColumns = 10) =>
+  rowsToMatrix(rows, { maxRows, maxColumns }, 'instances', instancesField);
 
 describe('rows of numbers into a matrix', () => {
   it('packs rows in row-major order', () => {

@@ -40,6 +40,7 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, part: string): T {
  */
 export default async function adminRoutes(app: FastifyInstance) {
   const { maxModelBytes } = app.config;
+  const archiveLimits = { maxBytes: maxModelBytes, maxEntries: app.config.limits.maxUploadEntries };
 
   async function audited<T extends ServingChange>(
     request: FastifyRequest,
@@ -88,13 +89,14 @@ export default async function adminRoutes(app: FastifyInstance) {
     scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: maxModelBytes }, (_request, body, done) =>
       done(null, body),
     );
-    scope.put('/models/:name/versions/:version', { bodyLimit: maxModelBytes }, async (request, reply) => {
+    const upload = { bodyLimit: maxModelBytes, config: { modelUpload: true } };
+    scope.put('/models/:name/versions/:version', upload, async (request, reply) => {
       const { name: model, version: v } = parse(versionParams, request.params, 'version');
       const promote = parse(promoteQuery, request.query, 'promote').promote === 'true';
       const result = await audited(request, 'upload', { model, version: v, promote }, async () => {
         const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-        const files = await unpackArchive(body, maxModelBytes).catch((error: unknown) => {
-          if (error instanceof ArchiveError) throw new ApiError('invalid_archive', error.message, 'body');
+        const files = await unpackArchive(body, archiveLimits).catch((error: unknown) => {
+          if (error instanceof ArchiveError) throw new ApiError(error.code, error.message, 'body');
           throw error;
         });
         return app.models.upload(model, v, files, promote);

@@ -13,10 +13,22 @@ export interface ArchiveFile {
 /** The archive cannot be used: its message names the entry and the problem, for the uploader. */
 export class ArchiveError extends Error {
   override name = 'ArchiveError';
+  constructor(
+    message: string,
+    /** The catalogue code: a limit passed (413), or an archive that is not usable (422). */
+    readonly code: 'invalid_archive' | 'upload_too_large' | 'too_many_entries' = 'invalid_archive',
+  ) {
+    super(message);
+  }
 }
 
-/** More entries than any model needs; the cap keeps a crafted archive from costing memory in headers alone. */
-const MAX_ENTRIES = 10_000;
+export interface ArchiveLimits {
+  /** The most the files may add up to, unpacked (MAX_MODEL_BYTES). */
+  maxBytes: number;
+  /** The most entries, folders included (MAX_UPLOAD_ENTRIES): headers alone cost memory. */
+  maxEntries: number;
+}
+
 /** What Linux file systems take for one name; a model has no use for deeper trees. */
 const MAX_NAME_BYTES = 255;
 const MAX_DEPTH = 16;
@@ -40,10 +52,10 @@ export function archiveFormat(bytes: Uint8Array): ArchiveFormat | undefined {
  * adding up to more than maxBytes (counted as they inflate, so a small bomb costs nothing).
  * When every file sits in one top folder (`tar czf v2.tgz 2/`), that folder is dropped.
  */
-export async function unpackArchive(bytes: Uint8Array, maxBytes: number): Promise<ArchiveFile[]> {
+export async function unpackArchive(bytes: Uint8Array, limits: ArchiveLimits): Promise<ArchiveFile[]> {
   const format = archiveFormat(bytes);
   if (format === undefined) throw new ArchiveError('the body is not a .zip, .tar.gz or .tar archive');
-  const files = format === 'zip' ? await unzip(bytes, maxBytes) : await untar(bytes, format === 'tar.gz', maxBytes);
+  const files = format === 'zip' ? await unzip(bytes, limits) : await untar(bytes, format === 'tar.gz', limits);
   if (files.length === 0) throw new ArchiveError('the archive holds no files');
   const paths = new Set<string>();
   for (const file of files) {
@@ -84,22 +96,32 @@ function withoutCommonFolder(files: ArchiveFile[]): ArchiveFile[] {
 class SizeGuard {
   #total = 0;
   #entries = 0;
-  constructor(readonly maxBytes: number) {}
+  constructor(readonly limits: ArchiveLimits) {}
 
   entry(): void {
     this.#entries += 1;
-    if (this.#entries > MAX_ENTRIES) throw new ArchiveError(`the archive has more than ${MAX_ENTRIES} entries`);
+    const { maxEntries } = this.limits;
+    if (this.#entries > maxEntries) {
+      throw new ArchiveError(
+        `the archive has more than ${maxEntries} entries (MAX_UPLOAD_ENTRIES)`,
+        'too_many_entries',
+      );
+    }
   }
 
   add(bytes: number, name: string): void {
     this.#total += bytes;
-    if (this.#total > this.maxBytes) {
-      throw new ArchiveError(`${name}: the files unpack to more than ${this.maxBytes} bytes (MAX_MODEL_BYTES)`);
+    const { maxBytes } = this.limits;
+    if (this.#total > maxBytes) {
+      throw new ArchiveError(
+        `${name}: the files unpack to more than ${maxBytes} bytes (MAX_MODEL_BYTES)`,
+        'upload_too_large',
+      );
     }
   }
 }
 
-async function unzip(bytes: Uint8Array, maxBytes: number): Promise<ArchiveFile[]> {
+async function unzip(bytes: Uint8Array, limits: ArchiveLimits): Promise<ArchiveFile[]> {
   let zip: yauzl.ZipFile;
   try {
     // validateEntrySizes: an entry that inflates past its declared size is an error, so the
@@ -108,7 +130,7 @@ async function unzip(bytes: Uint8Array, maxBytes: number): Promise<ArchiveFile[]
   } catch (error) {
     throw new ArchiveError(`not a readable zip archive: ${(error as Error).message}`);
   }
-  const guard = new SizeGuard(maxBytes);
+  const guard = new SizeGuard(limits);
   const files: ArchiveFile[] = [];
   try {
     for await (const entry of zip.eachEntry()) {
@@ -140,17 +162,21 @@ async function unzip(bytes: Uint8Array, maxBytes: number): Promise<ArchiveFile[]
   return files;
 }
 
-async function untar(bytes: Uint8Array, gzipped: boolean, maxBytes: number): Promise<ArchiveFile[]> {
-  const guard = new SizeGuard(maxBytes);
+async function untar(bytes: Uint8Array, gzipped: boolean, limits: ArchiveLimits): Promise<ArchiveFile[]> {
+  const guard = new SizeGuard(limits);
   const extract = tar.extract();
   // The tar stream is the files plus headers and padding; bounding it stops a gzip bomb of
   // padding or headers before it costs time, whatever the files themselves add up to.
-  const tarLimit = 2 * maxBytes + 1024 * 1024;
+  const tarLimit = 2 * limits.maxBytes + 1024 * 1024;
   let tarBytes = 0;
   const bounded = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       tarBytes += chunk.length;
-      done(tarBytes > tarLimit ? new ArchiveError(`the archive unpacks to more than ${tarLimit} bytes`) : null, chunk);
+      const tooLarge = tarBytes > tarLimit;
+      done(
+        tooLarge ? new ArchiveError(`the archive unpacks to more than ${tarLimit} bytes`, 'upload_too_large') : null,
+        chunk,
+      );
     },
   });
   const input = Readable.from([Buffer.from(bytes)]);

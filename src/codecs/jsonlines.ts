@@ -1,8 +1,10 @@
 import { ApiError } from '../errors.js';
-import { checkRowCount, formatRows, type Matrix, rowsToMatrix } from '../matrix.js';
+import { checkRowCount, formatRows, type Matrix, type MatrixLimits, rowsToMatrix } from '../matrix.js';
+import { parseJsonText } from './json.js';
 
 /** Parses JSON Lines (one JSON array of numbers per line; blank lines skipped) into a Matrix. */
-export function parseJsonLines(text: string, maxRows: number): Matrix {
+export function parseJsonLines(text: string, limits: MatrixLimits & { maxJsonDepth: number }): Matrix {
+  const { maxRows } = limits;
   const rows: unknown[] = [];
   const lineOfRow: number[] = [];
   const lines = text.replace(/^\uFEFF/, '').split('\n');
@@ -11,14 +13,15 @@ export function parseJsonLines(text: string, maxRows: number): Matrix {
     if (line === '') continue;
     if (rows.length === maxRows) checkRowCount(maxRows + 1, maxRows, 'body');
     try {
-      rows.push(JSON.parse(line));
-    } catch {
+      rows.push(parseJsonText(line, limits.maxJsonDepth, `line ${i + 1}`));
+    } catch (error) {
+      if (error instanceof ApiError && error.code === 'json_too_deep') throw error;
       throw new ApiError('invalid_jsonlines', 'is not valid JSON', `line ${i + 1}`);
     }
     lineOfRow.push(i + 1);
   }
   checkRowCount(rows.length, maxRows, 'body');
-  return rowsToMatrix(rows, maxRows, 'body', (row, col) =>
+  return rowsToMatrix(rows, limits, 'body', (row, col) =>
     col === undefined ? `line ${lineOfRow[row]}` : `line ${lineOfRow[row]}, column ${col + 1}`,
   );
 }

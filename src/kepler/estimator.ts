@@ -1,7 +1,7 @@
 import { ApiError } from '../errors.js';
-import { type PredictionObserver, predict } from '../inference.js';
+import type { PredictionObserver } from '../inference.js';
 import { type Matrix, rowsToMatrix } from '../matrix.js';
-import type { ModelRegistry } from '../registry/registry.js';
+import type { Predictor } from '../predictor.js';
 import {
   keplerCandidates,
   parseSelectionRequest,
@@ -39,17 +39,17 @@ interface EstimateRequest extends SelectionRequest {
 
 /** Picks the Kepler model for the request and answers watts per component and pod. */
 export async function estimate(
-  registry: ModelRegistry,
+  predictor: Predictor,
   body: unknown,
-  maxRows: number,
-  observer?: PredictionObserver,
+  observer: PredictionObserver | undefined,
+  deadline: number,
 ): Promise<EstimateReply> {
   const request = parseEstimateRequest(body);
-  const chosen = selectModel(keplerCandidates(registry), request);
+  const chosen = selectModel(keplerCandidates(predictor.registry), request);
   if (request.values.length === 0) {
     return { powers: Object.fromEntries(chosen.outputs.map((name) => [name, []])), msg: '', core_ratio: 1 };
   }
-  const matrix = rowsToMatrix(request.values, maxRows, 'values', (row, col) =>
+  const matrix = rowsToMatrix(request.values, predictor.limits, 'values', (row, col) =>
     col === undefined ? `values[${row}]` : `values[${row}][${col}]`,
   );
   if (matrix.cols !== request.metrics.length) {
@@ -59,8 +59,7 @@ export async function estimate(
       'values',
     );
   }
-  const { model, result } = await predict(
-    registry,
+  const { model, result } = await predictor.predict(
     {
       model: chosen.name,
       version: chosen.version,
@@ -70,6 +69,7 @@ export async function estimate(
       context: { system: request.system },
     },
     observer,
+    deadline,
   );
   return { powers: powersByComponent(model.outputs, result), msg: '', core_ratio: 1 };
 }

@@ -14,7 +14,7 @@ const SOCKET_LIMITS = { maxBytes: 1024 * 1024, deadlineMs: 10_000, maxConnection
  */
 export default fp(
   async function keplerSocket(app: FastifyInstance) {
-    const { keplerEstimatorSocket: path, maxRows } = app.config;
+    const { keplerEstimatorSocket: path } = app.config;
     if (path === undefined) return;
     let socket: EstimatorSocket | undefined;
     app.addHook('onReady', async () => {
@@ -23,12 +23,12 @@ export default fp(
         ...SOCKET_LIMITS,
         log: app.log,
         answer: (body) =>
-          estimate(app.models, body, maxRows, app.metrics?.observer()).catch((error: unknown) =>
+          estimate(app.predictor, body, app.metrics?.observer(), app.predictor.deadline(0)).catch((error: unknown) =>
             estimateFailureFor(mapAndLog(error, app.log, SOCKET_LIMITS.maxBytes, { socket: path })),
           ),
       });
     });
     app.addHook('onClose', async () => socket?.close());
   },
-  { name: 'kepler-socket', dependencies: ['model-registry'] },
+  { name: 'kepler-socket', dependencies: ['predictor'] },
 );

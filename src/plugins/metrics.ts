@@ -56,7 +56,7 @@ export default fp<{ config: Config }>(
       app.get('/metrics', async (_request, reply) => reply.type(service.contentType).send(await service.text()));
       return;
     }
-    const server = metricsServer(service);
+    const server = metricsServer(service, config);
     // Bound when the app gets ready, so a port already taken stops start-up (an error in onListen
     // would only be logged, leaving the service running without metrics).
     app.addHook('onReady', async () => {
@@ -92,8 +92,15 @@ function requestLabels(request: FastifyRequest) {
 }
 
 /** GET /metrics and nothing else, for a port only Prometheus reaches. */
-function metricsServer(service: ServiceMetrics): Server {
-  return createServer((request, response) => {
+function metricsServer(service: ServiceMetrics, config: Config): Server {
+  // The app's limits for slow or oversized requests, not Node's (60 s for headers, 300 s in all).
+  const limits = {
+    maxHeaderSize: config.limits.maxHeaderBytes,
+    headersTimeout: Math.min(config.headersTimeoutMs, config.requestTimeoutMs),
+    requestTimeout: config.requestTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+  };
+  return createServer(limits, (request, response) => {
     if (request.method !== 'GET' || request.url?.split('?')[0] !== '/metrics') {
       response.writeHead(404, { 'content-type': 'application/json' });
       response.end(JSON.stringify({ error: { code: 'not_found', message: 'only GET /metrics is served here' } }));

@@ -29,6 +29,7 @@ export default fp<RegistryPluginOptions>(
       repository: config.modelRepository,
       singleModelName: config.modelName,
       drainTimeoutMs: config.drainTimeoutMs,
+      loadTimeoutMs: config.modelLoadTimeoutMs,
       log: app.log,
       events: app.metrics,
     });

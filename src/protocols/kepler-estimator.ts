@@ -10,10 +10,11 @@ import { observerFor } from '../plugins/metrics.js';
 export default async function keplerEstimatorProtocol(app: FastifyInstance) {
   app.setErrorHandler((error, request, reply) => {
     const apiError = logAndMap(error, request);
+    if (apiError.retryAfterSeconds !== undefined) reply.header('retry-after', apiError.retryAfterSeconds);
     return reply.code(apiError.statusCode).send(estimateFailureFor(apiError));
   });
 
-  app.post('/kepler/estimate', async (request) =>
-    estimate(app.models, request.body, app.config.maxRows, observerFor(request)),
+  app.post('/kepler/estimate', async (request, reply) =>
+    estimate(app.predictor, request.body, observerFor(request), app.predictor.deadline(reply.elapsedTime)),
   );
 }

@@ -1,19 +1,19 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { modelFromBothPlaces, parseNativeBody, predictionBody } from '../codecs/json.js';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { modelFromBothPlaces } from '../codecs/json.js';
 import { parseContentType } from '../codecs/media-types.js';
 import { ApiError } from '../errors.js';
-import { predict } from '../inference.js';
 import { observerFor } from '../plugins/metrics.js';
 import type { ModelSnapshot } from '../registry/registry.js';
+import { sendEncoded } from './send.js';
 
 /** wattserve's own protocol: JSON prediction and a read-only view of the loaded models. */
 export default async function nativeProtocol(app: FastifyInstance) {
-  const { maxRows } = app.config;
+  const { predictor } = app;
+  const config = { rawJson: true };
+  app.post('/predict', { config }, predictRoute);
+  app.post('/predict/:model', { config }, predictRoute);
 
-  app.post('/predict', predictRoute);
-  app.post('/predict/:model', predictRoute);
-
-  async function predictRoute(request: FastifyRequest<{ Params: { model?: string } }>) {
+  async function predictRoute(request: FastifyRequest<{ Params: { model?: string } }>, reply: FastifyReply) {
     if (parseContentType(request.headers['content-type']).type !== 'application/json') {
       throw new ApiError(
         'unsupported_media_type',
@@ -21,10 +21,13 @@ export default async function nativeProtocol(app: FastifyInstance) {
         'content-type',
       );
     }
-    const body = parseNativeBody(request.body, maxRows);
+    const deadline = predictor.deadline(reply.elapsedTime);
+    const media = { type: 'application/json', header: false } as const;
+    const body = await predictor.decode(media, request.body, deadline);
     const { model: fromPath } = request.params;
     const model = fromPath === undefined ? body.model : modelFromBothPlaces(fromPath, body.model, 'the URL');
-    return predictionBody(await predict(app.models, { ...body, model }, observerFor(request)));
+    const { model: served, result } = await predictor.predict({ ...body, model }, observerFor(request), deadline);
+    return sendEncoded(reply, 'application/json', await predictor.encode(served, result, 'application/json', deadline));
   }
 
   // Liveness: the process answers. Readiness (models serve) is /ping; a pod restarted for being

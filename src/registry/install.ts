@@ -25,11 +25,40 @@ export class UnwritableFileError extends Error {
   override name = 'UnwritableFileError';
 }
 
+/** The repository's file system is full (ENOSPC) or the quota is used up (EDQUOT). */
+export class OutOfSpaceError extends Error {
+  override name = 'OutOfSpaceError';
+  constructor(
+    readonly code: string,
+    options: ErrorOptions,
+  ) {
+    super(`the model repository is out of space (${code})`, options);
+  }
+}
+
+export interface InstallOptions {
+  /** Test seam for fault injection (a disk that fills up): writes one file that must not exist yet. */
+  writeFile?: (file: string, data: Uint8Array) => Promise<void>;
+}
+
+const OUT_OF_SPACE = ['ENOSPC', 'EDQUOT'];
+
+/** Rethrows a full disk as an OutOfSpaceError, anything else as it is. */
+function outOfSpace(error: NodeJS.ErrnoException): never {
+  if (error.code !== undefined && OUT_OF_SPACE.includes(error.code)) {
+    throw new OutOfSpaceError(error.code, { cause: error });
+  }
+  throw error;
+}
+
+const writeNewFile = (file: string, data: Uint8Array) => writeFile(file, data, { flag: 'wx' });
+
 /**
  * Writes an uploaded version into the repository without a moment where a half-written folder is
  * visible: the files go to a temporary folder beside the versions (its name is not a version
  * number, so scans ignore it), `validate` loads and checks them there, and only then is the folder
- * renamed to `<name>/<version>`. Whatever fails, nothing is left behind.
+ * renamed to `<name>/<version>`. Whatever fails, a full disk included (OutOfSpaceError), nothing
+ * is left behind.
  */
 export async function installVersion(
   root: string,
@@ -37,37 +66,40 @@ export async function installVersion(
   version: number,
   files: readonly VersionFile[],
   validate: (source: VersionSource) => Promise<ModelVersion>,
+  options: InstallOptions = {},
 ): Promise<{ loaded: ModelVersion; source: VersionSource }> {
+  const write = options.writeFile ?? writeNewFile;
   const modelDir = inside(root, name);
   const location = `${name}/${version}`;
   const createdModelDir =
-    (await mkdir(modelDir, { recursive: true }).catch(
-      conflictIf(['EEXIST', 'ENOTDIR'], 'in-the-way', `${name} is a file in the repository, not a model folder`),
-    )) !== undefined;
-  const temp = await mkdtemp(path.join(modelDir, '.upload-'));
+    (await mkdir(modelDir, { recursive: true })
+      .catch(conflictIf(['EEXIST', 'ENOTDIR'], 'in-the-way', `${name} is a file in the repository, not a model folder`))
+      .catch(outOfSpace)) !== undefined;
+  let temp: string | undefined;
   let loaded: ModelVersion | undefined;
   try {
+    temp = await mkdtemp(path.join(modelDir, '.upload-')).catch(outOfSpace);
     for (const file of files) {
       const target = inside(temp, ...file.path.split('/'));
-      const tooLong = (error: NodeJS.ErrnoException): never => {
+      const unwritable = (error: NodeJS.ErrnoException): never => {
         if (error.code === 'ENAMETOOLONG') throw new UnwritableFileError(`${file.path}: the path is too long`);
-        throw error;
+        return outOfSpace(error);
       };
-      await mkdir(path.dirname(target), { recursive: true }).catch(tooLong);
-      await writeFile(target, file.data, { flag: 'wx' }).catch(tooLong);
+      await mkdir(path.dirname(target), { recursive: true }).catch(unwritable);
+      await write(target, file.data).catch(unwritable);
     }
     const topLevel = (await readdir(temp, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name);
     // Renaming keeps names, sizes and times: the signature read here is the installed folder's.
     const signature = await folderSignature(temp, topLevel);
     loaded = await validate({ name, version, dir: temp, location, files: topLevel, signature });
     const finalDir = inside(modelDir, String(version));
-    await rename(temp, finalDir).catch(
-      conflictIf(['EEXIST', 'ENOTEMPTY', 'ENOTDIR'], 'exists', `${location} exists already`),
-    );
+    await rename(temp, finalDir)
+      .catch(conflictIf(['EEXIST', 'ENOTEMPTY', 'ENOTDIR'], 'exists', `${location} exists already`))
+      .catch(outOfSpace);
     return { loaded, source: { name, version, dir: finalDir, location, files: topLevel, signature } };
   } catch (error) {
     await loaded?.model.dispose();
-    await rm(temp, { recursive: true, force: true });
+    if (temp !== undefined) await rm(temp, { recursive: true, force: true });
     if (createdModelDir) await rmdir(modelDir).catch(() => undefined);
     throw error;
   }

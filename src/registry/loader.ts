@@ -1,4 +1,5 @@
-import type { BackendName, LoadedModel } from '../backends/backend.js';
+import path from 'node:path';
+import type { Backend, BackendName, LoadedModel } from '../backends/backend.js';
 import { backendFor } from '../backends/index.js';
 import type { Matrix } from '../matrix.js';
 import { readMetadata } from './metadata.js';
@@ -14,22 +15,49 @@ export interface ModelVersion {
   /** Output column names, one per value the model returns for a row. */
   readonly outputs: readonly string[];
   readonly location: string;
+  /** The folder and files it was loaded from, as scanned (worker threads load the same ones). */
+  readonly source: VersionSource;
   /** What metadata.json says of the model, for people: its description and where it came from. */
   readonly about: { readonly description?: string; readonly source?: string };
   readonly model: LoadedModel;
 }
 
-/** Which step a version failed at: a closed set, for metrics and listings. */
-export type LoadFailureReason = 'unrecognised_files' | 'invalid_metadata' | 'backend_error' | 'failed_checks';
+/**
+ * Which step a version failed at, or `timeout` when it was still loading after MODEL_LOAD_TIMEOUT_MS:
+ * a closed set, for metrics and listings.
+ */
+export type LoadFailureReason =
+  | 'unrecognised_files'
+  | 'invalid_metadata'
+  | 'backend_error'
+  | 'failed_checks'
+  | 'timeout';
 
+/**
+ * A version that cannot serve. Its message is fit for an answer (see publicMessage); the cause
+ * keeps the whole error, paths and stack included, for the logs.
+ */
 export class LoadFailure extends Error {
   override name = 'LoadFailure';
   constructor(
     readonly reason: LoadFailureReason,
     cause: unknown,
+    message: string = messageOf(cause),
   ) {
-    super(cause instanceof Error ? cause.message : String(cause), { cause });
+    super(message, { cause });
   }
+}
+
+export interface LoadOptions {
+  /**
+   * A load (files, backend, checks) still running after this long fails with reason `timeout`. A
+   * backend cannot be interrupted: whatever it loads later is disposed as it arrives, never served.
+   */
+  timeoutMs?: number;
+  /** Told when a load that timed out ends after all: `freed` (it loaded, and was disposed) or `failed`. */
+  onLateEnd?: (outcome: 'freed' | 'failed', error?: unknown) => void;
+  /** Test seam for fault injection: picks the backend for a version's files (a fake that hangs or throws). */
+  backendFor?: (files: readonly string[]) => Backend;
 }
 
 /** Runs one step of loading; a failure says which step it was. */
@@ -44,9 +72,41 @@ async function step<T>(reason: LoadFailureReason, run: () => T | Promise<T>): Pr
 /**
  * Loads one version and checks it before it may serve: its declared features match the model's
  * input width, and a warm-up prediction on a sample row gives finite numbers of the declared shape.
- * Anything wrong throws a LoadFailure, with the model already disposed.
+ * Anything wrong throws a LoadFailure, with the model already disposed; so does a load that takes
+ * longer than `timeoutMs`, and what it loads later is disposed when it arrives.
  */
-export async function loadVersion(source: VersionSource): Promise<ModelVersion> {
+export async function loadVersion(source: VersionSource, options: LoadOptions = {}): Promise<ModelVersion> {
+  const loading = loadAndCheck(source, options.backendFor ?? backendFor).catch((error: unknown) => {
+    const failure = error instanceof LoadFailure ? error : new LoadFailure('backend_error', error);
+    throw new LoadFailure(failure.reason, failure.cause, publicMessage(failure.message, source.dir));
+  });
+  const { timeoutMs } = options;
+  if (timeoutMs === undefined) return loading;
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<'expired'>((resolve) => {
+    timer = setTimeout(() => resolve('expired'), timeoutMs);
+  });
+  try {
+    const first = await Promise.race([loading, expired]);
+    if (first !== 'expired') return first;
+  } finally {
+    clearTimeout(timer);
+  }
+  loading.then(
+    async (late) => {
+      await late.model.dispose().catch(() => undefined);
+      options.onLateEnd?.('freed');
+    },
+    (error: unknown) => options.onLateEnd?.('failed', error),
+  );
+  const message = `still loading after ${timeoutMs} ms (MODEL_LOAD_TIMEOUT_MS); it will not serve`;
+  throw new LoadFailure('timeout', new Error(message));
+}
+
+async function loadAndCheck(
+  source: VersionSource,
+  backendFor: (files: readonly string[]) => Backend,
+): Promise<ModelVersion> {
   const backend = await step('unrecognised_files', () => backendFor(source.files));
   const metadata = await step('invalid_metadata', () => readMetadata(source.dir, source.files));
   const model = await step('backend_error', () => backend.load(source.dir, source.files));
@@ -61,6 +121,7 @@ export async function loadVersion(source: VersionSource): Promise<ModelVersion> 
       features,
       outputs,
       location: source.location,
+      source,
       about: metadata.about,
       model,
     };
@@ -118,4 +179,25 @@ export function outputNames(declared: readonly string[] | undefined, sample: Mat
 
 function zeroRow(width: number): Matrix {
   return { data: new Float64Array(width), rows: 1, cols: width };
+}
+
+/** Absolute paths, and what may stand right before one in a message. */
+const ABSOLUTE_PATH = /(^|[\s'"`(=:,[])(\/[^\s'"`(),:[\]/][^\s'"`(),:[\]]*)/g;
+
+/**
+ * A message fit for an answer: no stack trace, on one line, paths inside the version's folder
+ * relative to it (`model.onnx`, `weights/group1.bin`) and any other absolute path cut to its last
+ * part, so neither the repository's place nor the server's layout shows.
+ */
+export function publicMessage(message: string, dir?: string): string {
+  let text = message.split(/\n\s*at /, 1)[0] ?? '';
+  if (dir !== undefined && dir !== '') text = text.replaceAll(`${dir}${path.sep}`, '').replaceAll(dir, '.');
+  return text
+    .replace(ABSOLUTE_PATH, (_match, before: string, absolute: string) => `${before}${path.posix.basename(absolute)}`)
+    .replace(/\s*\n\s*/g, ' ')
+    .trim();
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

@@ -1,8 +1,22 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { BackendName } from '../backends/backend.js';
-import { ApiError } from '../errors.js';
-import { InstallConflictError, installVersion, UnwritableFileError, type VersionFile } from './install.js';
-import { LoadFailure, type LoadFailureReason, loadVersion, type ModelVersion } from './loader.js';
+import { ApiError, type ErrorCode } from '../errors.js';
+import {
+  InstallConflictError,
+  type InstallOptions,
+  installVersion,
+  OutOfSpaceError,
+  UnwritableFileError,
+  type VersionFile,
+} from './install.js';
+import {
+  LoadFailure,
+  type LoadFailureReason,
+  type LoadOptions,
+  loadVersion,
+  type ModelVersion,
+  publicMessage,
+} from './loader.js';
 import {
   isSingleModelRoot,
   type RepositoryContents,
@@ -29,6 +43,13 @@ export interface ModelSnapshot {
 /** loading → available → unloading → unloaded, or failed (with a reason). */
 export type VersionState = 'loading' | 'available' | 'unloading' | 'unloaded' | 'failed';
 
+/** A load of a version that failed: the step (as in wattserve_model_load_failures_total), why, and when. */
+export interface LoadFailureStatus {
+  reason: LoadFailureReason;
+  message: string;
+  at: string;
+}
+
 /** One version as the admin listing shows it. */
 export interface VersionStatus {
   version: number;
@@ -38,7 +59,17 @@ export interface VersionStatus {
   loadedAt?: string;
   loadSeconds?: number;
   inFlight: number;
+  /** Why a failed version failed. */
   reason?: string;
+  /**
+   * The last load of this version that failed, until one succeeds. On an available version: its
+   * files changed on disk and no longer load (deleted, truncated, a hung read), and the copy loaded
+   * before keeps serving.
+   */
+  lastLoadFailure?: LoadFailureStatus;
+  /** Predictions of the loaded copy that failed in the backend (answered 500), once there is one. */
+  predictionFailures?: number;
+  lastPredictionFailure?: { message: string; at: string };
 }
 
 export interface ModelStatus {
@@ -46,6 +77,11 @@ export interface ModelStatus {
   serving: number | undefined;
   labels: Record<string, number>;
   versions: VersionStatus[];
+  /**
+   * The last upload of a version of this model that failed once its archive was read (it left
+   * nothing behind), until an upload succeeds.
+   */
+  lastUploadFailure?: { version: number; code: ErrorCode; message: string; at: string };
 }
 
 export interface FailedVersion {
@@ -81,6 +117,8 @@ export interface RegistryEvents {
   versionFailed(reason: LoadFailureReason): void;
   /** The version serving a model was replaced by another (not the first one to serve). */
   servingReplaced(model: string): void;
+  /** A prediction failed in the model's backend (the request was answered 500 prediction_failed). */
+  predictionFailed(model: ModelVersion): void;
 }
 
 export interface RegistryOptions {
@@ -91,8 +129,17 @@ export interface RegistryOptions {
   singleModelName: string;
   /** How long a retired version may keep serving the requests that hold it before it is freed. */
   drainTimeoutMs: number;
+  /**
+   * MODEL_LOAD_TIMEOUT_MS: a version still loading after this long fails (reason `timeout`) and
+   * what served keeps serving; what the load produces later is freed. No limit when unset.
+   */
+  loadTimeoutMs?: number;
   log: FastifyBaseLogger;
   events?: RegistryEvents;
+  /** Test seam for fault injection: picks the backend for a version's files (one that hangs or throws). */
+  backendFor?: LoadOptions['backendFor'];
+  /** Test seam for fault injection: writes an uploaded file (a disk that fills up). */
+  writeFile?: InstallOptions['writeFile'];
 }
 
 /**
@@ -111,6 +158,10 @@ interface VersionRecord {
   reason: string | undefined;
   loadedAt: Date | undefined;
   loadMs: number | undefined;
+  lastLoadFailure: { reason: LoadFailureReason; message: string; at: Date } | undefined;
+  /** Predictions of `instance` that failed in its backend. */
+  predictionFailures: number;
+  lastPredictionFailure: { message: string; at: Date } | undefined;
 }
 
 interface ModelRecord {
@@ -123,6 +174,7 @@ interface ModelRecord {
    * broken later (an upload, a poll) does not take the whole service out of rotation.
    */
   expected: boolean;
+  lastUploadFailure: { version: number; code: ErrorCode; message: string; at: Date } | undefined;
 }
 
 const LABEL_PATTERN = /^[A-Za-z][A-Za-z0-9_-]*$/;
@@ -204,12 +256,16 @@ export class ModelRegistry {
   status(): { models: ModelStatus[]; unreadable: readonly UnreadableFolder[] } {
     const models = [...this.#models.values()]
       .sort((a, b) => a.name.localeCompare(b.name))
-      .map((model) => ({
-        name: model.name,
-        serving: this.#snapshots.get(model.name)?.serving.version,
-        labels: Object.fromEntries(model.labels),
-        versions: [...model.versions.values()].sort((a, b) => a.version - b.version).map((r) => this.#describe(r)),
-      }));
+      .map((model) => {
+        const upload = model.lastUploadFailure;
+        return {
+          name: model.name,
+          serving: this.#snapshots.get(model.name)?.serving.version,
+          labels: Object.fromEntries(model.labels),
+          versions: [...model.versions.values()].sort((a, b) => a.version - b.version).map((r) => this.#describe(r)),
+          ...(upload && { lastUploadFailure: { ...upload, at: upload.at.toISOString() } }),
+        };
+      });
     return { models, unreadable: this.#unreadable };
   }
 
@@ -223,7 +279,28 @@ export class ModelRegistry {
       ...(record.loadMs !== undefined && { loadSeconds: Math.round(record.loadMs) / 1000 }),
       inFlight: record.instance === undefined ? 0 : this.inFlight(record.instance),
       ...(record.reason !== undefined && { reason: record.reason }),
+      ...(record.lastLoadFailure && {
+        lastLoadFailure: { ...record.lastLoadFailure, at: record.lastLoadFailure.at.toISOString() },
+      }),
+      ...(record.predictionFailures > 0 && { predictionFailures: record.predictionFailures }),
+      ...(record.lastPredictionFailure && {
+        lastPredictionFailure: { ...record.lastPredictionFailure, at: record.lastPredictionFailure.at.toISOString() },
+      }),
     };
+  }
+
+  /**
+   * A prediction of this version failed in its backend (the request was answered 500
+   * prediction_failed): counted in the metrics and the listing; the version keeps serving. Whatever
+   * computed it (the event loop or a worker thread), call this once per failed prediction.
+   */
+  predictionFailed(model: ModelVersion, error: unknown): void {
+    this.#options.events?.predictionFailed(model);
+    const record = this.#models.get(model.name)?.versions.get(model.version);
+    // A copy replaced in place and still draining: its failures are not the new copy's.
+    if (record === undefined || record.instance !== model) return;
+    record.predictionFailures += 1;
+    record.lastPredictionFailure = { message: publicMessage(messageOf(error)), at: new Date() };
   }
 
   /**
@@ -294,13 +371,28 @@ export class ModelRegistry {
       model.versions.set(version, record);
       const started = performance.now();
       try {
-        const { loaded, source } = await installVersion(this.#options.repository, name, version, files, (source) =>
-          loadVersion(source).catch((error: unknown) => {
-            this.#failed(error);
-            throw new ApiError('invalid_model', `the uploaded model cannot serve: ${messageOf(error)}`);
-          }),
+        const { loaded, source } = await installVersion(
+          this.#options.repository,
+          name,
+          version,
+          files,
+          (source) =>
+            this.#loadVersion(source).catch((error: unknown) => {
+              this.#failed(error);
+              throw new ApiError('invalid_model', `the uploaded model cannot serve: ${messageOf(error)}`);
+            }),
+          { writeFile: this.#options.writeFile },
         );
-        this.#available(model, record, loaded, source.signature, started, promote ? 'always' : 'if-none');
+        // Loaded from the temporary folder; worker threads load it again from where it now lies.
+        this.#available(
+          model,
+          record,
+          { ...loaded, source },
+          source.signature,
+          started,
+          promote ? 'always' : 'if-none',
+        );
+        model.lastUploadFailure = undefined;
       } catch (error) {
         model.versions.delete(version);
         if (isNew) this.#models.delete(name);
@@ -309,8 +401,15 @@ export class ModelRegistry {
             ? versionExists(name, version)
             : new ApiError('conflict', error.message, 'name');
         }
-        if (error instanceof UnwritableFileError) throw new ApiError('invalid_archive', error.message, 'body');
-        throw error;
+        const refusal = uploadRefusal(error, name, version);
+        model.lastUploadFailure = { version, code: refusal.code, message: refusal.message, at: new Date() };
+        const details = { model: name, version, code: refusal.code, reason: refusal.message };
+        if (refusal.statusCode >= 500) {
+          this.#log.error({ ...details, err: error }, 'model upload failed; nothing was installed');
+        } else {
+          this.#log.warn(details, 'model upload refused; nothing was installed');
+        }
+        throw refusal;
       }
     });
   }
@@ -341,6 +440,7 @@ export class ModelRegistry {
       if (record.state === 'failed' || record.state === 'unloaded') {
         record.state = 'unloaded';
         record.reason = undefined;
+        record.lastLoadFailure = undefined;
         return;
       }
       if (model.serving === version) {
@@ -468,7 +568,7 @@ export class ModelRegistry {
    * Finds the model a request asks for and holds it until release(). With no name: the configured
    * default model, else the only model. With no version: the serving one.
    */
-  acquire(name: string | undefined, version: number | undefined): ModelHandle {
+  acquire(name: string | undefined, version?: number): ModelHandle {
     const snapshot = this.#resolve(name);
     const model = version === undefined ? snapshot.serving : snapshot.versions.get(version);
     if (model === undefined) {
@@ -599,22 +699,53 @@ export class ModelRegistry {
     const started = performance.now();
     let loaded: ModelVersion;
     try {
-      loaded = await loadVersion(source);
+      loaded = await this.#loadVersion(source);
     } catch (error) {
       this.#failed(error);
-      const reason = messageOf(error);
+      const failure = error instanceof LoadFailure ? error : new LoadFailure('backend_error', error);
+      record.lastLoadFailure = { reason: failure.reason, message: failure.message, at: new Date() };
       if (previous === undefined) {
         record.state = 'failed';
-        record.reason = reason;
+        record.reason = failure.message;
       }
       this.#log.error(
-        { model: source.name, version: source.version, reason, stillServing: previous !== undefined },
-        'model version failed to load',
+        {
+          model: source.name,
+          version: source.version,
+          failure: failure.reason,
+          reason: failure.message,
+          stillServing: previous !== undefined,
+          err: failure.cause,
+        },
+        previous === undefined
+          ? 'model version failed to load'
+          : 'model version failed to load again; the copy loaded before keeps serving',
       );
-      throw error;
+      throw failure;
     }
     this.#available(model, record, loaded, source.signature, started, policy);
     if (previous !== undefined) await this.#drainAndDispose(previous);
+  }
+
+  /** loadVersion, bounded by MODEL_LOAD_TIMEOUT_MS; a load that ends after it is logged when it does. */
+  #loadVersion(source: VersionSource): Promise<ModelVersion> {
+    const { loadTimeoutMs, backendFor } = this.#options;
+    return loadVersion(source, {
+      timeoutMs: loadTimeoutMs,
+      backendFor,
+      onLateEnd: (outcome, error) =>
+        this.#log.warn(
+          {
+            model: source.name,
+            version: source.version,
+            outcome,
+            ...(error !== undefined && { reason: messageOf(error) }),
+          },
+          outcome === 'freed'
+            ? 'a model load that timed out finished after all; its model was freed, it does not serve'
+            : 'a model load that timed out failed after all',
+        ),
+    });
   }
 
   #available(
@@ -632,7 +763,10 @@ export class ModelRegistry {
       reason: undefined,
       loadedAt: new Date(),
       loadMs: performance.now() - started,
-    });
+      lastLoadFailure: undefined,
+      predictionFailures: 0,
+      lastPredictionFailure: undefined,
+    } satisfies Partial<VersionRecord>);
     model.expected = true;
     const serving = model.serving;
     if (serving === undefined || policy === 'always' || (policy === 'latest' && loaded.version > serving)) {
@@ -709,7 +843,14 @@ export class ModelRegistry {
   #modelRecord(name: string): ModelRecord {
     let model = this.#models.get(name);
     if (model === undefined) {
-      model = { name, versions: new Map(), serving: undefined, labels: new Map(), expected: false };
+      model = {
+        name,
+        versions: new Map(),
+        serving: undefined,
+        labels: new Map(),
+        expected: false,
+        lastUploadFailure: undefined,
+      };
       this.#models.set(name, model);
     }
     return model;
@@ -745,7 +886,23 @@ function newRecord(version: number, location: string): VersionRecord {
     reason: undefined,
     loadedAt: undefined,
     loadMs: undefined,
+    lastLoadFailure: undefined,
+    predictionFailures: 0,
+    lastPredictionFailure: undefined,
   };
+}
+
+/** The answer to an upload that failed after its archive was read (a conflict aside). */
+function uploadRefusal(error: unknown, name: string, version: number): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error instanceof UnwritableFileError) return new ApiError('invalid_archive', error.message, 'body');
+  if (error instanceof OutOfSpaceError) {
+    return new ApiError(
+      'insufficient_storage',
+      `${name}/${version} was not installed: ${error.message}; nothing was left behind and what served still serves`,
+    );
+  }
+  return new ApiError('internal_error', 'internal error');
 }
 
 /** The highest available version other than `except`, to serve in its place. */

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ArchiveError, type ArchiveFile, archiveFormat, entryPath, unpackArchive } from '../../src/codecs/archive.js';
 
 const MB = 1024 * 1024;
+const LIMITS = { maxBytes: MB, maxEntries: 10_000 };
 
 // ---- archive builders ------------------------------------------------------------------------
 
@@ -173,24 +174,24 @@ const modelTarEntries = (): TarEntry[] => [
 
 describe('unpackArchive: formats', () => {
   it('unpacks a .zip to its paths and exact bytes', async () => {
-    const files = await unpackArchive(zipOf(MODEL_FILES), MB);
+    const files = await unpackArchive(zipOf(MODEL_FILES), LIMITS);
     expect(byPath(files)).toEqual(EXPECTED);
   });
 
   it('unpacks a .tar.gz to its paths and exact bytes', async () => {
-    const files = await unpackArchive(await tgzOf(modelTarEntries()), MB);
+    const files = await unpackArchive(await tgzOf(modelTarEntries()), LIMITS);
     expect(byPath(files)).toEqual(EXPECTED);
   });
 
   it('unpacks a plain .tar to its paths and exact bytes', async () => {
-    const files = await unpackArchive(await tarOf(modelTarEntries()), MB);
+    const files = await unpackArchive(await tarOf(modelTarEntries()), LIMITS);
     expect(byPath(files)).toEqual(EXPECTED);
   });
 
   it('unpacks a .zip whose data another tool deflated (node:zlib), to the exact bytes', async () => {
     const data = pattern(5000, 9);
     const archive = zipAround('model.bin', deflateRawSync(data), crc32(data), data.length);
-    expect(byPath(await unpackArchive(archive, MB))).toEqual({ 'model.bin': data });
+    expect(byPath(await unpackArchive(archive, LIMITS))).toEqual({ 'model.bin': data });
   });
 
   it('recognises the format by its first bytes, whatever the name said', async () => {
@@ -203,17 +204,17 @@ describe('unpackArchive: formats', () => {
   });
 
   it('refuses random bytes as not an archive', async () => {
-    const error = await refusal(unpackArchive(pattern(4096, 3), MB));
+    const error = await refusal(unpackArchive(pattern(4096, 3), LIMITS));
     expect(error.message).toContain('not a .zip, .tar.gz or .tar archive');
   });
 
   it('refuses a JSON body as not an archive', async () => {
-    const error = await refusal(unpackArchive(Buffer.from('{"model":"m","instances":[[1,2]]}'), MB));
+    const error = await refusal(unpackArchive(Buffer.from('{"model":"m","instances":[[1,2]]}'), LIMITS));
     expect(error.message).toContain('not a .zip, .tar.gz or .tar archive');
   });
 
   it('refuses an empty body as not an archive', async () => {
-    const error = await refusal(unpackArchive(new Uint8Array(0), MB));
+    const error = await refusal(unpackArchive(new Uint8Array(0), LIMITS));
     expect(error.message).toContain('not a .zip, .tar.gz or .tar archive');
   });
 });
@@ -225,12 +226,12 @@ describe('unpackArchive: paths', () => {
       { name: '2/model.onnx', data: 'onnx' },
       { name: '2/metadata.json', data: '{}' },
     ]);
-    expect(Object.keys(byPath(await unpackArchive(archive, MB)))).toEqual(['metadata.json', 'model.onnx']);
+    expect(Object.keys(byPath(await unpackArchive(archive, LIMITS)))).toEqual(['metadata.json', 'model.onnx']);
   });
 
   it('drops a single top folder in a zip too, keeping deeper folders', async () => {
     const archive = zipOf({ '2/model.onnx': 'onnx', '2/assets/vocab.txt': 'a' });
-    expect(Object.keys(byPath(await unpackArchive(archive, MB)))).toEqual(['assets/vocab.txt', 'model.onnx']);
+    expect(Object.keys(byPath(await unpackArchive(archive, LIMITS)))).toEqual(['assets/vocab.txt', 'model.onnx']);
   });
 
   it('keeps the paths when the files sit in two top folders', async () => {
@@ -238,12 +239,12 @@ describe('unpackArchive: paths', () => {
       { name: '1/model.onnx', data: 'a' },
       { name: '2/model.onnx', data: 'b' },
     ]);
-    expect(Object.keys(byPath(await unpackArchive(archive, MB)))).toEqual(['1/model.onnx', '2/model.onnx']);
+    expect(Object.keys(byPath(await unpackArchive(archive, LIMITS)))).toEqual(['1/model.onnx', '2/model.onnx']);
   });
 
   it('keeps the paths when a file sits at the root beside a folder', async () => {
     const archive = zipOf({ 'model.onnx': 'a', 'sub/metadata.json': '{}' });
-    expect(Object.keys(byPath(await unpackArchive(archive, MB)))).toEqual(['model.onnx', 'sub/metadata.json']);
+    expect(Object.keys(byPath(await unpackArchive(archive, LIMITS)))).toEqual(['model.onnx', 'sub/metadata.json']);
   });
 
   it('turns ./model.onnx into model.onnx and skips the ./ root entry', async () => {
@@ -252,7 +253,7 @@ describe('unpackArchive: paths', () => {
       { name: './model.onnx', data: 'onnx' },
       { name: './metadata.json', data: '{}' },
     ]);
-    expect(byPath(await unpackArchive(archive, MB))).toEqual({
+    expect(byPath(await unpackArchive(archive, LIMITS))).toEqual({
       'metadata.json': Buffer.from('{}'),
       'model.onnx': Buffer.from('onnx'),
     });
@@ -263,25 +264,25 @@ describe('unpackArchive: paths', () => {
       { name: './2/model.onnx', data: 'onnx' },
       { name: './2/metadata.json', data: '{}' },
     ]);
-    expect(Object.keys(byPath(await unpackArchive(archive, MB)))).toEqual(['metadata.json', 'model.onnx']);
+    expect(Object.keys(byPath(await unpackArchive(archive, LIMITS)))).toEqual(['metadata.json', 'model.onnx']);
   });
 });
 
 describe('unpackArchive: unsafe entries are refused, naming the entry', () => {
   it('refuses a file that stands where another entry needs a folder', async () => {
-    const error = await refusal(unpackArchive(zipOf({ 'm/a': 'x', 'm/a/b': 'y' }), MB));
+    const error = await refusal(unpackArchive(zipOf({ 'm/a': 'x', 'm/a/b': 'y' }), LIMITS));
     expect(error.message).toContain('a/b');
   });
 
   it('refuses an absolute path in a tar', async () => {
     const archive = await tgzOf([{ name: '/etc/passwd', data: 'root:x:0:0' }]);
-    const error = await refusal(unpackArchive(archive, MB));
+    const error = await refusal(unpackArchive(archive, LIMITS));
     expect(error.message).toContain('/etc/passwd');
     expect(error.message).toContain('absolute');
   });
 
   it('refuses an absolute path in a zip', async () => {
-    const error = await refusal(unpackArchive(zipOf({ '/etc/passwd': 'root:x:0:0' }), MB));
+    const error = await refusal(unpackArchive(zipOf({ '/etc/passwd': 'root:x:0:0' }), LIMITS));
     expect(error.message).toContain('/etc/passwd');
     expect(error.message).toContain('absolute');
   });
@@ -291,22 +292,22 @@ describe('unpackArchive: unsafe entries are refused, naming the entry', () => {
       { name: 'model.onnx', data: 'ok' },
       { name: '../evil.txt', data: 'x' },
     ]);
-    const error = await refusal(unpackArchive(archive, MB));
+    const error = await refusal(unpackArchive(archive, LIMITS));
     expect(error.message).toContain('../evil.txt');
   });
 
   it('refuses an entry that climbs out with .. in the middle of its path', async () => {
-    const error = await refusal(unpackArchive(await tarOf([{ name: 'a/../../evil', data: 'x' }]), MB));
+    const error = await refusal(unpackArchive(await tarOf([{ name: 'a/../../evil', data: 'x' }]), LIMITS));
     expect(error.message).toContain('a/../../evil');
   });
 
   it('refuses an entry that climbs out with .. in a zip', async () => {
-    const error = await refusal(unpackArchive(zipOf({ 'model.onnx': 'ok', '../evil.txt': 'x' }), MB));
+    const error = await refusal(unpackArchive(zipOf({ 'model.onnx': 'ok', '../evil.txt': 'x' }), LIMITS));
     expect(error.message).toContain('../evil.txt');
   });
 
   it('refuses a .. path that would come back inside (a/../../evil) in a zip', async () => {
-    const error = await refusal(unpackArchive(zipOf({ 'a/../../evil': 'x' }), MB));
+    const error = await refusal(unpackArchive(zipOf({ 'a/../../evil': 'x' }), LIMITS));
     expect(error.message).toContain('a/../../evil');
   });
 
@@ -315,7 +316,7 @@ describe('unpackArchive: unsafe entries are refused, naming the entry', () => {
       { name: 'model.onnx', data: 'ok' },
       { name: 'passwd', type: 'symlink', linkname: '/etc/passwd' },
     ]);
-    const error = await refusal(unpackArchive(archive, MB));
+    const error = await refusal(unpackArchive(archive, LIMITS));
     expect(error.message).toContain('passwd');
     expect(error.message).toContain('symlink');
   });
@@ -325,7 +326,7 @@ describe('unpackArchive: unsafe entries are refused, naming the entry', () => {
       { name: 'model.onnx', data: 'ok' },
       { name: 'copy.onnx', type: 'link', linkname: 'model.onnx' },
     ]);
-    const error = await refusal(unpackArchive(archive, MB));
+    const error = await refusal(unpackArchive(archive, LIMITS));
     expect(error.message).toContain('copy.onnx');
     expect(error.message).toContain('link');
   });
@@ -333,14 +334,14 @@ describe('unpackArchive: unsafe entries are refused, naming the entry', () => {
   it('refuses a symlink entry in a zip (unix mode 120777)', async () => {
     const symlink: ZipAttributes = { os: 3, attrs: (0o120777 << 16) >>> 0 };
     const archive = zipOf({ 'model.onnx': 'ok', 'passwd.link': ['/etc/passwd', symlink] });
-    const error = await refusal(unpackArchive(archive, MB));
+    const error = await refusal(unpackArchive(archive, LIMITS));
     expect(error.message).toContain('passwd.link');
     expect(error.message).toContain('links');
   });
 
   it('accepts a zip file entry with ordinary unix permissions (mode 100644)', async () => {
     const regular: ZipAttributes = { os: 3, attrs: (0o100644 << 16) >>> 0 };
-    const files = await unpackArchive(zipOf({ 'model.onnx': ['onnx', regular] }), MB);
+    const files = await unpackArchive(zipOf({ 'model.onnx': ['onnx', regular] }), LIMITS);
     expect(byPath(files)).toEqual({ 'model.onnx': Buffer.from('onnx') });
   });
 
@@ -353,7 +354,7 @@ describe('unpackArchive: unsafe entries are refused, naming the entry', () => {
       { name: 'model.onnx', data: 'ok' },
       { name, type },
     ]);
-    const error = await refusal(unpackArchive(archive, MB));
+    const error = await refusal(unpackArchive(archive, LIMITS));
     expect(error.message).toContain(name);
     expect(error.message).toContain(type);
   });
@@ -363,7 +364,7 @@ describe('unpackArchive: unsafe entries are refused, naming the entry', () => {
       { name: 'model.onnx', data: 'first' },
       { name: 'model.onnx', data: 'second' },
     ]);
-    const error = await refusal(unpackArchive(archive, MB));
+    const error = await refusal(unpackArchive(archive, LIMITS));
     expect(error.message).toContain('model.onnx');
     expect(error.message).toContain('twice');
   });
@@ -373,14 +374,14 @@ describe('unpackArchive: unsafe entries are refused, naming the entry', () => {
       { name: 'model.onnx', data: 'first' },
       { name: './model.onnx', data: 'second' },
     ]);
-    const error = await refusal(unpackArchive(archive, MB));
+    const error = await refusal(unpackArchive(archive, LIMITS));
     expect(error.message).toContain('model.onnx');
     expect(error.message).toContain('twice');
   });
 
   it('refuses a path that appears twice in a zip', async () => {
     const archive = zipOf({ 'sub/model.onnx': 'first', 'sub//model.onnx': 'second' });
-    const error = await refusal(unpackArchive(archive, MB));
+    const error = await refusal(unpackArchive(archive, LIMITS));
     expect(error.message).toContain('sub/model.onnx');
     expect(error.message).toContain('twice');
   });
@@ -392,9 +393,23 @@ describe('unpackArchive: size limits', () => {
       { name: 'a.bin', data: pattern(600) },
       { name: 'b.bin', data: pattern(600, 2) },
     ]);
-    const error = await refusal(unpackArchive(archive, 1000));
+    const error = await refusal(unpackArchive(archive, { ...LIMITS, maxBytes: 1000 }));
     expect(error.message).toContain('MAX_MODEL_BYTES');
     expect(error.message).toContain('b.bin');
+    expect(error.code).toBe('upload_too_large');
+  });
+
+  it('refuses more entries than maxEntries, folders included, with too_many_entries', async () => {
+    const zip = zipOf({ 'a/': '', 'a/x': '1', 'a/y': '2' });
+    expect((await refusal(unpackArchive(zip, { ...LIMITS, maxEntries: 2 }))).code).toBe('too_many_entries');
+    const tarball = await tarOf([
+      { name: 'x', data: '1' },
+      { name: 'y', data: '2' },
+      { name: 'z', data: '3' },
+    ]);
+    const error = await refusal(unpackArchive(tarball, { ...LIMITS, maxEntries: 2 }));
+    expect(error).toMatchObject({ code: 'too_many_entries', message: expect.stringContaining('MAX_UPLOAD_ENTRIES') });
+    expect(await unpackArchive(tarball, { ...LIMITS, maxEntries: 3 })).toHaveLength(3);
   });
 
   it('refuses a plain .tar whose files add up to more than maxBytes, naming MAX_MODEL_BYTES', async () => {
@@ -402,14 +417,14 @@ describe('unpackArchive: size limits', () => {
       { name: 'a.bin', data: pattern(600) },
       { name: 'b.bin', data: pattern(600, 2) },
     ]);
-    const error = await refusal(unpackArchive(archive, 1000));
+    const error = await refusal(unpackArchive(archive, { ...LIMITS, maxBytes: 1000 }));
     expect(error.message).toContain('MAX_MODEL_BYTES');
     expect(error.message).toContain('b.bin');
   });
 
   it('refuses a .zip whose files add up to more than maxBytes, naming MAX_MODEL_BYTES', async () => {
     const archive = zipOf({ 'a.bin': pattern(600), 'b.bin': pattern(600, 2) });
-    const error = await refusal(unpackArchive(archive, 1000));
+    const error = await refusal(unpackArchive(archive, { ...LIMITS, maxBytes: 1000 }));
     expect(error.message).toContain('MAX_MODEL_BYTES');
     expect(error.message).toContain('b.bin');
   });
@@ -418,14 +433,14 @@ describe('unpackArchive: size limits', () => {
     const files = { 'a.bin': pattern(600), 'b.bin': pattern(400, 2) };
     const entries = Object.entries(files).map(([name, data]) => ({ name, data }));
     for (const archive of [zipOf(files), await tgzOf(entries), await tarOf(entries)]) {
-      expect(byPath(await unpackArchive(archive, 1000))).toEqual(files);
+      expect(byPath(await unpackArchive(archive, { ...LIMITS, maxBytes: 1000 }))).toEqual(files);
     }
   });
 
   it('refuses a gzip bomb (50 MB of zeros in one tar entry) quickly, before inflating it all', async () => {
     const bomb = gzipBomb(await tarHeaderOf('bomb.bin', 50 * MB), 50, Buffer.alloc(1024));
     expect(bomb.length).toBeLessThan(100 * 1024);
-    const error = await refusal(unpackArchive(bomb, MB));
+    const error = await refusal(unpackArchive(bomb, LIMITS));
     expect(error.message).toContain('bomb.bin');
     expect(error.message).toContain('MAX_MODEL_BYTES');
   });
@@ -434,21 +449,21 @@ describe('unpackArchive: size limits', () => {
     const tarball = await tarOf([{ name: 'model.onnx', data: 'ok' }]);
     const bomb = gzipBomb(tarball, 50);
     expect(bomb.length).toBeLessThan(100 * 1024);
-    const error = await refusal(unpackArchive(bomb, MB));
+    const error = await refusal(unpackArchive(bomb, LIMITS));
     expect(error.message).toContain('unpacks to more than');
   });
 
   it('refuses a zip bomb (50 MB of zeros in one entry) from its declared size, before inflating it', async () => {
     const bomb = await zipBomb('bomb.bin');
     expect(bomb.length).toBeLessThan(100 * 1024);
-    const error = await refusal(unpackArchive(bomb, MB));
+    const error = await refusal(unpackArchive(bomb, LIMITS));
     expect(error.message).toContain('bomb.bin');
     expect(error.message).toContain('MAX_MODEL_BYTES');
   });
 
   it('refuses a zip entry that inflates past the size it declares (a lying zip bomb)', async () => {
     const bomb = await zipBomb('bomb.bin', 1000);
-    const error = await refusal(unpackArchive(bomb, MB));
+    const error = await refusal(unpackArchive(bomb, LIMITS));
     expect(error.message).toContain('damaged');
     expect(error.message).toContain('expected 1000');
   });
@@ -460,34 +475,34 @@ describe('unpackArchive: empty and damaged archives', () => {
       { name: '2/', type: 'directory' },
       { name: '2/sub/', type: 'directory' },
     ]);
-    const error = await refusal(unpackArchive(archive, MB));
+    const error = await refusal(unpackArchive(archive, LIMITS));
     expect(error.message).toContain('no files');
   });
 
   it('refuses an empty .tar.gz', async () => {
-    const error = await refusal(unpackArchive(await tgzOf([]), MB));
+    const error = await refusal(unpackArchive(await tgzOf([]), LIMITS));
     expect(error.message).toContain('no files');
   });
 
   it('refuses a plain .tar holding only a folder', async () => {
-    const error = await refusal(unpackArchive(await tarOf([{ name: '2/', type: 'directory' }]), MB));
+    const error = await refusal(unpackArchive(await tarOf([{ name: '2/', type: 'directory' }]), LIMITS));
     expect(error.message).toContain('no files');
   });
 
   it('refuses an empty .zip', async () => {
-    const error = await refusal(unpackArchive(zipOf({}), MB));
+    const error = await refusal(unpackArchive(zipOf({}), LIMITS));
     expect(error.message).toContain('no files');
   });
 
   it('refuses a .zip holding only folders', async () => {
     const archive = Buffer.from(zipSync({ '2': {}, '2/sub': {} }));
-    const error = await refusal(unpackArchive(archive, MB));
+    const error = await refusal(unpackArchive(archive, LIMITS));
     expect(error.message).toContain('no files');
   });
 
   it('refuses a truncated .tar.gz with an ArchiveError', async () => {
     const archive = await tgzOf([{ name: 'model.bin', data: pattern(20_000) }]);
-    const error = await refusal(unpackArchive(archive.subarray(0, archive.length >> 1), MB));
+    const error = await refusal(unpackArchive(archive.subarray(0, archive.length >> 1), LIMITS));
     expect(error.message).toContain('damaged');
   });
 
@@ -495,29 +510,29 @@ describe('unpackArchive: empty and damaged archives', () => {
     const archive = await tgzOf([{ name: 'model.bin', data: pattern(2000) }]);
     const damaged = Buffer.from(archive);
     damaged.writeUInt32LE(damaged.readUInt32LE(damaged.length - 8) ^ 0xffffffff, damaged.length - 8);
-    const error = await refusal(unpackArchive(damaged, MB));
+    const error = await refusal(unpackArchive(damaged, LIMITS));
     expect(error.message).toContain('damaged');
   });
 
   it('refuses gzip magic followed by garbage with an ArchiveError', async () => {
-    const error = await refusal(unpackArchive(Buffer.concat([Buffer.from([0x1f, 0x8b]), pattern(3000)]), MB));
+    const error = await refusal(unpackArchive(Buffer.concat([Buffer.from([0x1f, 0x8b]), pattern(3000)]), LIMITS));
     expect(error.message).toContain('damaged');
   });
 
   it('refuses a .gz that holds no tar (a gzipped model file) with an ArchiveError', async () => {
-    const error = await refusal(unpackArchive(gzipSync(pattern(3000, 5)), MB));
+    const error = await refusal(unpackArchive(gzipSync(pattern(3000, 5)), LIMITS));
     expect(error.message).toContain('damaged');
   });
 
   it('refuses a plain .tar cut short in the middle of a file with an ArchiveError', async () => {
     const archive = await tarOf([{ name: 'model.bin', data: pattern(20_000) }]);
-    const error = await refusal(unpackArchive(archive.subarray(0, 5000), MB));
+    const error = await refusal(unpackArchive(archive.subarray(0, 5000), LIMITS));
     expect(error.message).toContain('damaged');
   });
 
   it('refuses a .zip cut short (no central directory) with an ArchiveError', async () => {
     const archive = zipOf({ 'model.bin': pattern(20_000) });
-    const error = await refusal(unpackArchive(archive.subarray(0, archive.length >> 1), MB));
+    const error = await refusal(unpackArchive(archive.subarray(0, archive.length >> 1), LIMITS));
     expect(error.message).toContain('zip');
   });
 
@@ -527,7 +542,7 @@ describe('unpackArchive: empty and damaged archives', () => {
     const damaged = Buffer.from(archive);
     // Local header (30 bytes + name) then the deflate stream: overwrite its middle.
     damaged.fill(0xff, 60, 120);
-    const error = await refusal(unpackArchive(damaged, MB));
+    const error = await refusal(unpackArchive(damaged, LIMITS));
     expect(error.message).toContain('damaged');
   });
 });

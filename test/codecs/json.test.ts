@@ -1,16 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { parseNativeBody } from '../../src/codecs/json.js';
+
+const LIMITS = { maxRows: 10, maxColumns: 10 };
+
 import { apiErrorOf } from '../helpers.js';
 
 describe('native JSON bodies', () => {
   it('reads model, version, feature names and instances', () => {
-    const request = parseNativeBody({ model: 'm', version: '2', features: ['a', 'b'], instances: [[1, 2]] }, 10);
+    const request = parseNativeBody({ model: 'm', version: '2', features: ['a', 'b'], instances: [[1, 2]] }, LIMITS);
     expect(request).toMatchObject({ model: 'm', version: 2, features: ['a', 'b'] });
     expect(Array.from(request.matrix.data)).toEqual([1, 2]);
   });
 
   it('takes a bare array of rows as the instances', () => {
-    expect(parseNativeBody([[1], [2]], 10)).toMatchObject({ model: undefined, matrix: { rows: 2, cols: 1 } });
+    expect(parseNativeBody([[1], [2]], LIMITS)).toMatchObject({ model: undefined, matrix: { rows: 2, cols: 1 } });
   });
 
   it.each([
@@ -23,6 +26,6 @@ describe('native JSON bodies', () => {
     ['version zero', { instances: [[1]], version: 0 }, 'version'],
     ['feature names that are not strings', { instances: [[1]], features: [1] }, 'features'],
   ])('refuses %s, naming the field', (_, body, field) => {
-    expect(apiErrorOf(() => parseNativeBody(body, 10))).toMatchObject({ code: 'invalid_body', field, status: 400 });
+    expect(apiErrorOf(() => parseNativeBody(body, LIMITS))).toMatchObject({ code: 'invalid_body', field, status: 400 });
   });
 });

@@ -1,10 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { formatJsonLines, parseJsonLines } from '../../src/codecs/jsonlines.js';
+
+const limits = (maxRows: number) => ({ maxRows, maxColumns: 10, maxJsonDepth: 32 });
+
 import { apiErrorOf } from '../helpers.js';
 
 describe('JSON Lines bodies', () => {
   it('reads one array per line, skipping blank lines and CRLF endings', () => {
-    const matrix = parseJsonLines('[1,2]\r\n\n[3,4]\n', 10);
+    const matrix = parseJsonLines('[1,2]\r\n\n[3,4]\n', limits(10));
     expect(matrix).toMatchObject({ rows: 2, cols: 2 });
     expect(Array.from(matrix.data)).toEqual([1, 2, 3, 4]);
   });
@@ -16,11 +19,11 @@ describe('JSON Lines bodies', () => {
     ['ragged lines', '[1,2]\n[1]\n', 'ragged_rows', 'line 2'],
     ['nothing', '\n', 'empty_matrix', 'body'],
   ])('refuses %s naming the line', (_, text, code, field) => {
-    expect(apiErrorOf(() => parseJsonLines(text, 10))).toMatchObject({ code, field, status: 400 });
+    expect(apiErrorOf(() => parseJsonLines(text, limits(10)))).toMatchObject({ code, field, status: 400 });
   });
 
   it('stops at the row limit with a 413', () => {
-    expect(apiErrorOf(() => parseJsonLines('[1]\n[2]\n[3]\n', 2))).toMatchObject({
+    expect(apiErrorOf(() => parseJsonLines('[1]\n[2]\n[3]\n', limits(2)))).toMatchObject({
       code: 'too_many_rows',
       status: 413,
     });

@@ -13,6 +13,14 @@ interface BadRequest {
 }
 
 const json = (value: unknown) => JSON.stringify(value);
+const LIMITS = {
+  DEFAULT_MODEL: LINEAR,
+  MAX_ROWS: '10',
+  MAX_BODY_BYTES: '4096',
+  MAX_COLUMNS: '20',
+  MAX_JSON_DEPTH: '8',
+  MAX_CSV_LINE_BYTES: '200',
+};
 const good = PODS[0] as number[];
 
 /** Every kind of bad input the serving core must refuse, and the answer each gets. */
@@ -160,6 +168,38 @@ const BAD: Record<string, BadRequest> = {
     status: 413,
     code: 'too_many_rows',
   },
+  'rows over MAX_COLUMNS': {
+    path: '/predict',
+    type: 'application/json',
+    body: json({ instances: [Array(21).fill(1)] }),
+    status: 413,
+    code: 'too_many_columns',
+    field: 'instances[0]',
+  },
+  'CSV rows over MAX_COLUMNS': {
+    path: '/invocations',
+    type: 'text/csv',
+    body: `${Array(21).fill(1).join(',')}\n`,
+    status: 413,
+    code: 'too_many_columns',
+    field: 'line 1',
+  },
+  'JSON nested deeper than MAX_JSON_DEPTH': {
+    path: '/predict',
+    type: 'application/json',
+    body: `${'['.repeat(9)}${']'.repeat(9)}`,
+    status: 400,
+    code: 'json_too_deep',
+    field: 'body',
+  },
+  'a CSV line over MAX_CSV_LINE_BYTES': {
+    path: '/invocations',
+    type: 'text/csv',
+    body: `${good.join(',')}\n${'0,'.repeat(7)}${'0'.repeat(200)}\n`,
+    status: 413,
+    code: 'csv_line_too_long',
+    field: 'line 2',
+  },
   'a body over MAX_BODY_BYTES': {
     path: '/predict',
     type: 'application/json',
@@ -172,7 +212,7 @@ const BAD: Record<string, BadRequest> = {
 
 describe('bad input', () => {
   it.each(Object.entries(BAD))('%s gets its 4xx with a JSON error naming the problem', async (_, bad) => {
-    const app = await startApp({ DEFAULT_MODEL: LINEAR, MAX_ROWS: '10', MAX_BODY_BYTES: '4096' });
+    const app = await startApp(LIMITS);
     const response = await request(app.server).post(bad.path).set('content-type', bad.type).send(bad.body);
     expect(response.status).toBe(bad.status);
     expect(response.headers['content-type']).toMatch(/^application\/json/);
@@ -182,8 +222,18 @@ describe('bad input', () => {
     expect(JSON.stringify(response.body)).not.toMatch(/\n\s+at |node_modules|\.ts:\d/);
   });
 
+  it('applies MAX_JSON_DEPTH to every JSON body, Kepler requests included (in their reply shape)', async () => {
+    const app = await startApp(LIMITS);
+    const response = await request(app.server)
+      .post('/kepler/estimate')
+      .send(json({ metrics: [[[[[[[[[1]]]]]]]]] }))
+      .set('content-type', 'application/json');
+    expect(response.status).toBe(400);
+    expect(response.body).toEqual({ powers: {}, msg: expect.stringContaining('MAX_JSON_DEPTH') });
+  });
+
   it('leaves the server serving every model afterwards', async () => {
-    const app = await startApp({ DEFAULT_MODEL: LINEAR, MAX_ROWS: '10', MAX_BODY_BYTES: '4096' });
+    const app = await startApp(LIMITS);
     for (const bad of Object.values(BAD)) {
       const response = await request(app.server).post(bad.path).set('content-type', bad.type).send(bad.body);
       expect(response.status).toBeLessThan(500);

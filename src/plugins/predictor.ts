@@ -1,0 +1,32 @@
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import { InFlightLimit } from '../in-flight.js';
+import { Predictor } from '../predictor.js';
+import { PredictionPool } from '../workers/pool.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    predictor: Predictor;
+  }
+}
+
+/** The Predictor every protocol computes through, and its worker threads (stopped when the app closes). */
+export default fp(
+  async function predictor(app: FastifyInstance) {
+    const { config } = app;
+    const pool = config.workerThreads > 0 ? new PredictionPool(config.workerThreads) : undefined;
+    app.decorate(
+      'predictor',
+      new Predictor(app.models, {
+        limits: config.limits,
+        inFlight: new InFlightLimit(config.maxConcurrentPerModel, config.retryAfterSeconds),
+        pool,
+        workerRowsThreshold: config.workerRowsThreshold,
+        requestTimeoutMs: config.requestTimeoutMs,
+        log: app.log,
+      }),
+    );
+    app.addHook('onClose', async () => pool?.close());
+  },
+  { name: 'predictor', dependencies: ['model-registry'] },
+);

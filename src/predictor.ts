@@ -1,0 +1,122 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { PredictionRequest, ServedModel } from './codecs/json.js';
+import {
+  type DecodeLimits,
+  decodePrediction,
+  encodePrediction,
+  estimateRows,
+  type RequestMediaType,
+} from './codecs/prediction.js';
+import type { ResponseMediaType } from './config.js';
+import type { InFlightLimit } from './in-flight.js';
+import {
+  type ModelRunner,
+  type Prediction,
+  type PredictionObserver,
+  predict,
+  runInThread,
+  withDeadline,
+} from './inference.js';
+import type { Matrix } from './matrix.js';
+import type { ModelVersion } from './registry/loader.js';
+import type { ModelRegistry } from './registry/registry.js';
+import { type PredictionPool, WorkerUnavailable } from './workers/pool.js';
+
+export interface PredictorOptions {
+  limits: DecodeLimits;
+  inFlight: InFlightLimit;
+  /** Worker threads for large requests; everything runs on the event loop without. */
+  pool: PredictionPool | undefined;
+  /** Requests with more rows than this go to the pool. */
+  workerRowsThreshold: number;
+  requestTimeoutMs: number;
+  log: FastifyBaseLogger;
+}
+
+/**
+ * Where predictions are computed, for every protocol: small requests on the event loop (a worker
+ * round trip costs more than they do), large ones in worker threads; each bounded by the request's
+ * deadline and its model's in-flight limit.
+ */
+export class Predictor {
+  readonly #options: PredictorOptions;
+  /** Versions a worker could not load (logged once each; they run on the event loop). */
+  readonly #inThreadOnly = new WeakSet<ModelVersion>();
+
+  constructor(
+    readonly registry: ModelRegistry,
+    options: PredictorOptions,
+  ) {
+    this.#options = options;
+  }
+
+  get limits(): DecodeLimits {
+    return this.#options.limits;
+  }
+
+  /** The performance.now() by which a request that has been in the server for elapsedMs must be answered. */
+  deadline(elapsedMs: number): number {
+    return performance.now() + this.#options.requestTimeoutMs - elapsedMs;
+  }
+
+  /** Reads a prediction body (its bytes; a large body moves to a worker thread and is gone here). */
+  async decode(
+    media: { type: RequestMediaType; header: boolean },
+    raw: unknown,
+    deadline: number,
+  ): Promise<PredictionRequest> {
+    const { pool, limits } = this.#options;
+    // A request with no body at all has none (Fastify parses nothing): decode it as empty.
+    const body = Buffer.isBuffer(raw) ? raw : Buffer.alloc(0);
+    if (pool === undefined || !this.#isLarge(estimateRows(media.type, body))) {
+      return decodePrediction(media, body.toString('utf8'), limits);
+    }
+    const aborter = new AbortController();
+    return withDeadline(pool.decode(media, body, limits, aborter.signal), deadline, aborter);
+  }
+
+  /** The answer in the response media type: a large one encoded in a worker thread (result moves there). */
+  async encode(
+    model: ServedModel,
+    result: Matrix,
+    type: ResponseMediaType,
+    deadline: number,
+  ): Promise<string | object | Buffer> {
+    const { pool } = this.#options;
+    if (pool === undefined || !this.#isLarge(result.rows)) return encodePrediction(model, result, type);
+    const aborter = new AbortController();
+    return withDeadline(pool.encode(model, result, type, aborter.signal), deadline, aborter);
+  }
+
+  #isLarge(rows: number): boolean {
+    return rows > this.#options.workerRowsThreshold;
+  }
+
+  predict(request: PredictionRequest, observer: PredictionObserver | undefined, deadline: number): Promise<Prediction> {
+    const { pool, inFlight } = this.#options;
+    const run =
+      pool === undefined || !this.#isLarge(request.matrix.rows) || request.context !== undefined
+        ? runInThread
+        : this.#inWorker(pool);
+    return predict(this.registry, request, { observer, deadline, inFlight, run });
+  }
+
+  #inWorker(pool: PredictionPool): ModelRunner {
+    return async (model, input, context, signal) => {
+      if (this.#inThreadOnly.has(model)) return runInThread(model, input, context, signal);
+      try {
+        return await pool.predict(model, input, signal);
+      } catch (error) {
+        if (!(error instanceof WorkerUnavailable)) throw error;
+        // Requests that were already on their way to a worker fail the same way: warn once.
+        if (this.#inThreadOnly.has(model)) return runInThread(model, input, context, signal);
+        this.#inThreadOnly.add(model);
+        this.#options.log.warn(
+          { model: model.name, version: model.version, reason: error.message },
+          'a worker thread cannot load this version; its large requests run on the event loop',
+        );
+        return runInThread(model, input, context, signal);
+      }
+    };
+  }
+}

@@ -1,0 +1,88 @@
+import { Piscina } from 'piscina';
+import type { PredictionRequest, ServedModel } from '../codecs/json.js';
+import type { DecodeLimits, RequestMediaType } from '../codecs/prediction.js';
+import type { ResponseMediaType } from '../config.js';
+import { ApiError } from '../errors.js';
+import type { Matrix } from '../matrix.js';
+import type { ModelVersion } from '../registry/loader.js';
+import { ownBuffer, type WorkerReply, type WorkerTask } from './tasks.js';
+
+// From the TypeScript sources (tests, tsx) the worker needs tsx registered first; built, it is plain JS.
+const WORKER = import.meta.url.endsWith('.ts')
+  ? new URL('./tsx-worker.mjs', import.meta.url)
+  : new URL('./prediction-worker.js', import.meta.url);
+
+/** The model could not be loaded in a worker as the event loop has it: compute on the event loop instead. */
+export class WorkerUnavailable extends Error {
+  override name = 'WorkerUnavailable';
+}
+
+/**
+ * Worker threads for large requests: they decode the body, run the model and encode the answer, so
+ * the event loop stays free for /ping and small requests. Arrays move between threads, never
+ * copied; what is sent is no longer usable by the sender. Threads start with the pool.
+ */
+export class PredictionPool {
+  readonly #pool: Piscina<WorkerTask, WorkerReply>;
+
+  constructor(readonly threads: number) {
+    this.#pool = new Piscina({
+      filename: WORKER.href,
+      minThreads: threads,
+      maxThreads: threads,
+      idleTimeout: Number.POSITIVE_INFINITY,
+    });
+  }
+
+  async decode(
+    media: { type: RequestMediaType; header: boolean },
+    bytes: Uint8Array,
+    limits: DecodeLimits,
+    signal: AbortSignal,
+  ): Promise<PredictionRequest> {
+    const body = ownBuffer(bytes);
+    const reply = await this.#run({ kind: 'decode', media, body, limits }, [body], signal);
+    if (reply.kind !== 'decoded') throw new Error(`unexpected worker reply ${reply.kind}`);
+    return reply.request;
+  }
+
+  async predict(model: ModelVersion, input: Matrix, signal: AbortSignal): Promise<Matrix> {
+    const { dir, files, signature } = model.source;
+    // A copy: should the worker not manage the model, the event loop still needs the input.
+    const data = input.data.slice();
+    const task = {
+      kind: 'predict',
+      model: { backend: model.backend, dir, files, signature },
+      input: { ...input, data },
+    };
+    const reply = await this.#run(task as WorkerTask, [data], signal);
+    if (reply.kind === 'unavailable') throw new WorkerUnavailable(reply.reason);
+    if (reply.kind !== 'predicted') throw new Error(`unexpected worker reply ${reply.kind}`);
+    return reply.result;
+  }
+
+  async encode(model: ServedModel, result: Matrix, type: ResponseMediaType, signal: AbortSignal): Promise<Buffer> {
+    const { name, version, outputs } = model;
+    const data = ownBuffer(result.data);
+    const task: WorkerTask = { kind: 'encode', model: { name, version, outputs }, result: { ...result, data }, type };
+    const reply = await this.#run(task, [data], signal);
+    if (reply.kind !== 'encoded') throw new Error(`unexpected worker reply ${reply.kind}`);
+    return Buffer.from(reply.payload.buffer, reply.payload.byteOffset, reply.payload.byteLength);
+  }
+
+  async #run(task: WorkerTask, arrays: ArrayBufferView[], signal: AbortSignal): Promise<WorkerReply> {
+    const reply = await this.#pool.run(task, {
+      transferList: arrays.map((array) => array.buffer as ArrayBuffer),
+      signal,
+    });
+    if (reply.kind === 'refused') {
+      const { code, message, field, retryAfterSeconds } = reply.error;
+      throw new ApiError(code, message, field, retryAfterSeconds);
+    }
+    return reply;
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.destroy();
+  }
+}
