@@ -524,10 +524,13 @@ export class ModelRegistry {
     const before = this.#snapshots.get(name)?.serving.version;
     const report: SyncReport = { model: name, before, after: before, loaded: [], failed: [], removed: [] };
     const onDisk = contents.versions.filter((source) => source.name === name);
-    for (const source of onDisk) {
-      const record = this.#models.get(name)?.versions.get(source.version);
-      const changed = record?.signature !== source.signature;
+    for (const scanned of onDisk) {
+      const record = this.#models.get(name)?.versions.get(scanned.version);
+      const changed = record?.signature !== scanned.signature;
       if (record === undefined || (changed && (record.state === 'failed' || record.state === 'available'))) {
+        // A poll scanned before its turn: the folder may have been rewritten or removed meanwhile.
+        const source = await this.#current(scanned);
+        if (source === undefined) continue;
         try {
           // New versions serve when newest; a rewritten one keeps its place (a rollback stays rolled back).
           await this.#loadSource(source, record?.state === 'available' ? 'if-none' : 'latest');
@@ -551,6 +554,12 @@ export class ModelRegistry {
     }
     report.after = this.#snapshots.get(name)?.serving.version;
     return report;
+  }
+
+  /** The version folder as it is now; undefined when it is gone (a single-model root is taken as scanned). */
+  async #current(scanned: VersionSource): Promise<VersionSource | undefined> {
+    if (scanned.location === '.') return scanned;
+    return readVersionFolder(this.#options.repository, scanned.name, scanned.version).catch(() => scanned);
   }
 
   /**

@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pino from 'pino';
 import request from 'supertest';
@@ -107,6 +107,41 @@ describe('polling the repository', () => {
     await uploading;
     expect(await polling).toEqual([]);
     expect((await answer(registry)).version).toBe(2);
+    await registry.close();
+  });
+
+  it('skips a new folder removed between its scan and its turn, rather than failing it', async () => {
+    const repository = await makeRepository(versionedEntries('m', [1]));
+    let unblock = () => {};
+    const blocked = new Promise<void>((resolve) => {
+      unblock = resolve;
+    });
+    const registry = new ModelRegistry({
+      defaultModel: undefined,
+      repository,
+      singleModelName: 'model',
+      drainTimeoutMs: 1000,
+      log: pino({ level: 'silent' }),
+      // The upload holds the model's turn until the test lets its first file be written.
+      writeFile: async (file, data) => {
+        await blocked;
+        await writeFile(file, data);
+      },
+    });
+    await registry.loadAll(await scanRepository(repository, 'm'));
+    await writeVersion(repository, 'm', 3);
+    const uploading = registry.upload('m', 2, filesOf(versionedModel(2)), false);
+    const polling = registry.poll();
+    // Time for the poll's scan (which finds 3) to finish; it then waits for the upload's turn.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await rm(path.join(repository, 'm/3'), { recursive: true });
+    unblock();
+    await uploading;
+    expect(await polling).toEqual([]);
+    expect(registry.status().models[0]?.versions.map((v) => [v.version, v.state])).toEqual([
+      [1, 'available'],
+      [2, 'available'],
+    ]);
     await registry.close();
   });
 
