@@ -81,6 +81,8 @@ function forEachQuotedRecord(text: string, maxLineBytes: number, visit: RecordVi
   try {
     parse(text, {
       bom: true,
+      // The fast path's line breaks: LF or CRLF, never a lone CR (csv-parse would guess from the first).
+      record_delimiter: ['\r\n', '\n'],
       max_record_size: maxLineBytes,
       skip_empty_lines: true,
       trim: true,

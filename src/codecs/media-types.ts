@@ -41,7 +41,7 @@ export function parseContentType(header: string | undefined): contentType.Parsed
   } catch {
     throw new ApiError(
       'unsupported_media_type',
-      'a Content-Type header is required: application/json, text/csv or application/jsonlines',
+      'the Content-Type header is missing or malformed; send application/json, text/csv or application/jsonlines',
       'content-type',
     );
   }

@@ -19,6 +19,15 @@ describe('CSV bodies', () => {
     expect(values('-1.5,+.5\n')).toEqual([-1.5, 0.5]);
   });
 
+  it('breaks lines at LF and CRLF only, whether or not a field is quoted', () => {
+    for (const text of ['1,2\r\n3,4\n5,6\n', '"1",2\r\n3,4\n5,6\n']) {
+      expect(values(text)).toEqual([1, 2, 3, 4, 5, 6]);
+    }
+    for (const text of ['1,2\r3,4\r', '"1",2\r3,4\r']) {
+      expect(apiErrorOf(() => parse(text)).code).toBe('not_a_number');
+    }
+  });
+
   it('reads the header line as column names when asked', () => {
     const { matrix, columns } = parse('b,a\n1,2\n', true);
     expect(columns).toEqual(['b', 'a']);
