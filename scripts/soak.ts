@@ -956,6 +956,8 @@ async function main(): Promise<number> {
     DRAIN_TIMEOUT_MS: '5000',
     // Large requests (the 400-row ones) go to the worker threads, where the server has them.
     WORKER_ROWS_THRESHOLD: '200',
+    // Passed through, to soak the server without its worker threads (WORKER_THREADS=0) too.
+    ...(process.env.WORKER_THREADS !== undefined && { WORKER_THREADS: process.env.WORKER_THREADS }),
   };
   const started = performance.now();
   child = spawn(process.execPath, ['--import', 'tsx', SERVER_ENTRY], { cwd: ROOT, env, stdio: ['ignore', log, log] });

@@ -17,6 +17,7 @@ import keplerEstimatorProtocol from './protocols/kepler-estimator.js';
 import keplerModelServerProtocol from './protocols/kepler-model-server.js';
 import nativeProtocol from './protocols/native.js';
 import sagemakerProtocol from './protocols/sagemaker.js';
+import { nodeServerOptions } from './server-options.js';
 
 export interface AppOptions {
   /** Wait for every model to load before the app is ready (default), or load them in the background. */
@@ -31,9 +32,7 @@ export interface AppOptions {
 
 /** Builds the whole service without listening: server.ts starts it, tests inject into it. */
 export async function buildApp(config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
-  // The whole request must arrive within requestTimeout, so a longer headersTimeout would never
-  // fire first (and Node refuses to create such a server).
-  const headersTimeoutMs = Math.min(config.headersTimeoutMs, config.requestTimeoutMs);
+  const server = nodeServerOptions(config);
   const app = Fastify({
     // Admin tokens must never reach a log line, whatever a serializer or a handler logs.
     logger: {
@@ -54,7 +53,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     // Timeouts and over-long headers are answered here, as JSON: 408 request_timeout, 431.
     clientErrorHandler: clientErrorReplier({
       maxHeaderBytes: config.limits.maxHeaderBytes,
-      headersTimeoutMs,
+      headersTimeoutMs: server.headersTimeout,
       requestTimeoutMs: config.requestTimeoutMs,
     }),
     // Slow clients: the request line and headers must arrive within HEADERS_TIMEOUT_MS (a client
@@ -68,14 +67,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     // No socket inactivity timeout: it would also cut a request whose prediction is slow, which
     // sends nothing while it computes; the timeouts above cover slow and idle clients.
     connectionTimeout: 0,
-    http: {
-      maxHeaderSize: config.limits.maxHeaderBytes,
-      headersTimeout: headersTimeoutMs,
-      requestTimeout: config.requestTimeoutMs,
-      // Node checks the two timeouts above only this often (30 s by default, which would let a
-      // slow-loris client hold a connection for 40 s with the default 10 s HEADERS_TIMEOUT_MS).
-      connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(headersTimeoutMs / 4))),
-    },
+    http: server,
   });
   if (options.onRoute !== undefined) app.addHook('onRoute', options.onRoute);
 

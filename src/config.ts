@@ -16,6 +16,8 @@ export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 export const MODEL_NAME_RULE = 'letters, digits, ".", "_" or "-", starting with a letter or digit';
 
 const positiveInt = z.coerce.number().int().positive();
+// setTimeout fires at once for longer delays than this.
+const milliseconds = positiveInt.max(2 ** 31 - 1, 'must be at most 2147483647 (about 24 days)');
 const nonNegativeInt = z.coerce.number().int().nonnegative();
 const flag = z.enum(['true', 'false'], 'true or false').transform((value) => value === 'true');
 
@@ -38,30 +40,32 @@ const envSchema = z.object({
   MAX_BODY_BYTES: positiveInt.optional(),
   SAGEMAKER_MAX_PAYLOAD_IN_MB: positiveInt.optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  SLOW_REQUEST_MS: positiveInt.default(1000),
+  SLOW_REQUEST_MS: milliseconds.default(1000),
   LOG_REQUESTS: flag.default(false),
   METRICS_ENABLED: flag.default(true),
   METRICS_PORT: positiveInt.max(65535).optional(),
   SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: z.enum(RESPONSE_MEDIA_TYPES).default('application/json'),
   KEPLER_ESTIMATOR_SOCKET: z.string().optional(),
-  DRAIN_TIMEOUT_MS: positiveInt.default(10_000),
+  DRAIN_TIMEOUT_MS: milliseconds.optional(),
   // SageMaker and Kubernetes (by default) send SIGKILL 30 s after SIGTERM: finish well inside that.
-  SHUTDOWN_TIMEOUT_MS: positiveInt.default(25_000),
+  SHUTDOWN_TIMEOUT_MS: milliseconds.default(25_000),
   MAX_MODEL_BYTES: positiveInt.default(100 * MEBIBYTE),
   MAX_UPLOAD_ENTRIES: positiveInt.default(10_000),
   MAX_CONCURRENT_PER_MODEL: positiveInt.default(128),
-  REQUEST_TIMEOUT_MS: positiveInt.default(30_000),
-  HEADERS_TIMEOUT_MS: positiveInt.default(10_000),
+  REQUEST_TIMEOUT_MS: milliseconds.default(30_000),
+  HEADERS_TIMEOUT_MS: milliseconds.default(10_000),
   // Longer than nginx's upstream keepalive_timeout (60 s) and AWS load balancers' idle timeout
   // (60 s): the proxy closes an idle connection first, never the app under a request in flight.
-  KEEP_ALIVE_TIMEOUT_MS: positiveInt.default(65_000),
+  KEEP_ALIVE_TIMEOUT_MS: milliseconds.default(65_000),
   MAX_EVENT_LOOP_DELAY_MS: nonNegativeInt.default(1000),
   MAX_HEAP_USED_BYTES: nonNegativeInt.optional(),
   RETRY_AFTER_SECONDS: positiveInt.default(5),
-  MODEL_LOAD_TIMEOUT_MS: positiveInt.default(60_000),
+  // Below SHUTDOWN_TIMEOUT_MS: a shutdown waits for the load in progress.
+  MODEL_LOAD_TIMEOUT_MS: milliseconds.default(20_000),
   WORKER_THREADS: nonNegativeInt.optional(),
   WORKER_ROWS_THRESHOLD: positiveInt.default(2000),
-  MODEL_POLL_INTERVAL_MS: positiveInt.optional(),
+  WORKER_BYTES_THRESHOLD: positiveInt.default(256 * 1024),
+  MODEL_POLL_INTERVAL_MS: milliseconds.optional(),
   // A shorter HMAC secret can be brute-forced offline from any token it signed.
   ADMIN_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   ADMIN_JWT_PUBLIC_KEY: z.string().optional(),
@@ -126,6 +130,8 @@ export interface Config {
   workerThreads: number;
   /** Requests with more rows than this go to the worker threads. */
   workerRowsThreshold: number;
+  /** Bodies larger than this go to the worker threads too, whatever their rows (parsing them costs as much). */
+  workerBytesThreshold: number;
   /** Rescan the repository this often and load what changed; off when unset. */
   modelPollIntervalMs: number | undefined;
   /** The admin API's token verification; the admin API is off when unset. */
@@ -186,7 +192,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     metricsPort: e.METRICS_PORT,
     defaultAccept: e.SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT,
     keplerEstimatorSocket: e.KEPLER_ESTIMATOR_SOCKET,
-    drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
+    // No request may take longer than REQUEST_TIMEOUT_MS: by default a retired version waits that long.
+    drainTimeoutMs: e.DRAIN_TIMEOUT_MS ?? e.REQUEST_TIMEOUT_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxModelBytes: e.MAX_MODEL_BYTES,
     maxConcurrentPerModel: e.MAX_CONCURRENT_PER_MODEL,
@@ -199,8 +206,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     retryAfterSeconds: e.RETRY_AFTER_SECONDS,
     modelLoadTimeoutMs: e.MODEL_LOAD_TIMEOUT_MS,
     // One core stays with the event loop (HTTP, small requests, /ping).
-    workerThreads: e.WORKER_THREADS ?? Math.max(1, availableParallelism() - 1),
+    // Node 20 counts the host's cores, not a container's CPU quota: at most 4 threads (about 40 MB each) unless asked.
+    workerThreads: e.WORKER_THREADS ?? Math.min(4, Math.max(1, availableParallelism() - 1)),
     workerRowsThreshold: e.WORKER_ROWS_THRESHOLD,
+    workerBytesThreshold: e.WORKER_BYTES_THRESHOLD,
     modelPollIntervalMs: e.MODEL_POLL_INTERVAL_MS,
     admin: adminConfig(e),
   };

@@ -18,12 +18,15 @@ export interface Prediction {
   result: Matrix;
 }
 
-/** Computes a model's answer to an input: on the event loop, or in a worker thread. */
+/**
+ * Computes a model's answer to an input: on the event loop, or in a worker thread. The deadline
+ * (performance.now() time) is a hint: the answer is given up on there anyway.
+ */
 export type ModelRunner = (
   model: ModelVersion,
   input: Matrix,
   context: PredictContext | undefined,
-  signal: AbortSignal,
+  deadline: number | undefined,
 ) => Promise<Matrix>;
 
 export const runInThread: ModelRunner = (model, input, context) => model.model.predict(input, context);
@@ -67,17 +70,16 @@ export async function predict(
       );
     }
     const leave = options.inFlight?.enter(model.name);
-    const aborter = new AbortController();
     const started = performance.now();
     // Async, so that a backend throwing at once still gives its in-flight place back.
-    const work = (async () => run(model, input, request.context, aborter.signal))();
+    const work = (async () => run(model, input, request.context, options.deadline))();
     running = work.then(
       () => leave?.(),
       () => leave?.(),
     );
     let result: Matrix;
     try {
-      result = await withDeadline(work, options.deadline, aborter);
+      result = await withDeadline(work, options.deadline);
     } catch (error) {
       if (error instanceof ApiError) throw error;
       registry.predictionFailed(model, error);
@@ -93,27 +95,19 @@ export async function predict(
   }
 }
 
-/** The work's result, or 504 once the deadline passes (the work is told to stop through aborter). */
-export async function withDeadline<T>(
-  work: Promise<T>,
-  deadline: number | undefined,
-  aborter?: AbortController,
-): Promise<T> {
+export function deadlineExceeded(): ApiError {
+  return new ApiError(
+    'deadline_exceeded',
+    'the prediction did not finish within REQUEST_TIMEOUT_MS of the request arriving',
+  );
+}
+
+/** The work's result, or 504 once the deadline (performance.now() time) passes; the work goes on unawaited. */
+export async function withDeadline<T>(work: Promise<T>, deadline: number | undefined): Promise<T> {
   if (deadline === undefined) return work;
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(
-      () => {
-        aborter?.abort();
-        reject(
-          new ApiError(
-            'deadline_exceeded',
-            'the prediction did not finish within REQUEST_TIMEOUT_MS of the request arriving',
-          ),
-        );
-      },
-      Math.max(0, deadline - performance.now()),
-    );
+    timer = setTimeout(() => reject(deadlineExceeded()), Math.max(0, deadline - performance.now()));
   });
   try {
     return await Promise.race([work, expired]);

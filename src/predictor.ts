@@ -10,6 +10,7 @@ import {
 import type { ResponseMediaType } from './config.js';
 import type { InFlightLimit } from './in-flight.js';
 import {
+  deadlineExceeded,
   type ModelRunner,
   type Prediction,
   type PredictionObserver,
@@ -29,6 +30,8 @@ export interface PredictorOptions {
   pool: PredictionPool | undefined;
   /** Requests with more rows than this go to the pool. */
   workerRowsThreshold: number;
+  /** And bodies with more bytes than this, whatever their rows. */
+  workerBytesThreshold: number;
   requestTimeoutMs: number;
   log: FastifyBaseLogger;
 }
@@ -65,14 +68,12 @@ export class Predictor {
     raw: unknown,
     deadline: number,
   ): Promise<PredictionRequest> {
-    const { pool, limits } = this.#options;
+    const { pool, limits, workerBytesThreshold } = this.#options;
     // A request with no body at all has none (Fastify parses nothing): decode it as empty.
     const body = Buffer.isBuffer(raw) ? raw : Buffer.alloc(0);
-    if (pool === undefined || !this.#isLarge(estimateRows(media.type, body))) {
-      return decodePrediction(media, body.toString('utf8'), limits);
-    }
-    const aborter = new AbortController();
-    return withDeadline(pool.decode(media, body, limits, aborter.signal), deadline, aborter);
+    const large = body.length > workerBytesThreshold || this.#isLarge(estimateRows(media.type, body));
+    if (pool === undefined || !large) return decodePrediction(media, body.toString('utf8'), limits);
+    return withDeadline(pool.decode(media, body, limits, wallClock(deadline)), deadline);
   }
 
   /** The answer in the response media type: a large one encoded in a worker thread (result moves there). */
@@ -84,8 +85,7 @@ export class Predictor {
   ): Promise<string | object | Buffer> {
     const { pool } = this.#options;
     if (pool === undefined || !this.#isLarge(result.rows)) return encodePrediction(model, result, type);
-    const aborter = new AbortController();
-    return withDeadline(pool.encode(model, result, type, aborter.signal), deadline, aborter);
+    return withDeadline(pool.encode(model, result, type, wallClock(deadline)), deadline);
   }
 
   #isLarge(rows: number): boolean {
@@ -102,21 +102,29 @@ export class Predictor {
   }
 
   #inWorker(pool: PredictionPool): ModelRunner {
-    return async (model, input, context, signal) => {
-      if (this.#inThreadOnly.has(model)) return runInThread(model, input, context, signal);
+    return async (model, input, context, deadline) => {
+      if (this.#inThreadOnly.has(model)) return runInThread(model, input, context, deadline);
       try {
-        return await pool.predict(model, input, signal);
+        return await pool.predict(model, input, wallClock(deadline ?? Number.POSITIVE_INFINITY));
       } catch (error) {
         if (!(error instanceof WorkerUnavailable)) throw error;
         // Requests that were already on their way to a worker fail the same way: warn once.
-        if (this.#inThreadOnly.has(model)) return runInThread(model, input, context, signal);
-        this.#inThreadOnly.add(model);
-        this.#options.log.warn(
-          { model: model.name, version: model.version, reason: error.message },
-          'a worker thread cannot load this version; its large requests run on the event loop',
-        );
-        return runInThread(model, input, context, signal);
+        if (!this.#inThreadOnly.has(model)) {
+          this.#inThreadOnly.add(model);
+          this.#options.log.warn(
+            { model: model.name, version: model.version, reason: error.message },
+            'a worker thread cannot load this version; its large requests run on the event loop',
+          );
+        }
+        // The client may have had its 504 meanwhile: then there is no one to compute for.
+        if (deadline !== undefined && performance.now() > deadline) throw deadlineExceeded();
+        return runInThread(model, input, context, deadline);
       }
     };
   }
+}
+
+/** A performance.now() time as a Date.now() time, which other threads share. */
+function wallClock(deadline: number): number {
+  return Date.now() + (deadline - performance.now());
 }

@@ -64,20 +64,31 @@ function forEachRecord(text: string, maxLineBytes: number, visit: RecordVisitor)
     forEachQuotedRecord(text, maxLineBytes, visit);
     return;
   }
-  let start = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  forEachLine(text, text.charCodeAt(0) === 0xfeff ? 1 : 0, (start, end, line) => {
+    // Characters, not bytes: a machine's CSV is ASCII, where the two are the same.
+    if (end - start > maxLineBytes) throw lineTooLong(maxLineBytes, line);
+    const content = text.slice(start, end);
+    if (content.trim() !== '') visit(content.split(','), line);
+  });
+}
+
+/** Calls visit with where each line (ended by LF or CRLF) starts and ends, without its line break. */
+function forEachLine(text: string, from: number, visit: (start: number, end: number, line: number) => void): void {
+  let start = from;
   for (let line = 1; start < text.length; line++) {
     const newline = text.indexOf('\n', start);
     const end = newline === -1 ? text.length : newline;
-    const contentEnd = text.charCodeAt(end - 1) === 13 ? end - 1 : end;
-    // Characters, not bytes: a machine's CSV is ASCII, where the two are the same.
-    if (contentEnd - start > maxLineBytes) throw lineTooLong(maxLineBytes, line);
-    const content = text.slice(start, contentEnd);
-    if (content.trim() !== '') visit(content.split(','), line);
+    visit(start, text.charCodeAt(end - 1) === 13 ? end - 1 : end, line);
     start = end + 1;
   }
 }
 
 function forEachQuotedRecord(text: string, maxLineBytes: number, visit: RecordVisitor): void {
+  // csv-parse's own limit counts field characters only (not commas, quotes or trimmed spaces):
+  // lines are measured first, as the fast path measures them.
+  forEachLine(text, 0, (start, end, line) => {
+    if (end - start > maxLineBytes) throw lineTooLong(maxLineBytes, line);
+  });
   try {
     parse(text, {
       bom: true,

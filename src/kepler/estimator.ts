@@ -27,6 +27,14 @@ export function estimateFailure(message: string): EstimateReply {
   return { powers: {}, msg: message };
 }
 
+/**
+ * Kepler's requests are one node's pods (about 100 KB at most): they get at most 1 MiB, as on the
+ * unix socket, so a large body cannot hold the event loop on routes that parse JSON in-thread.
+ */
+export function keplerBodyLimit(maxBodyBytes: number): number {
+  return Math.min(maxBodyBytes, 1024 * 1024);
+}
+
 /** A catalogue error as Kepler's failure reply, its field named in the message. */
 export function estimateFailureFor(error: ApiError): EstimateReply {
   return estimateFailure(error.field === undefined ? error.message : `${error.field}: ${error.message}`);

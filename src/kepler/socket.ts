@@ -1,6 +1,8 @@
 import { lstat, unlink } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { FastifyBaseLogger } from 'fastify';
+import { parseJsonText } from '../codecs/json.js';
+import { ApiError } from '../errors.js';
 import type { EstimateReply } from './estimator.js';
 import { estimateFailure } from './estimator.js';
 import { JsonFrame } from './json-frame.js';
@@ -12,6 +14,8 @@ export interface EstimatorSocketOptions {
   path: string;
   /** Largest request accepted, in bytes. */
   maxBytes: number;
+  /** MAX_JSON_DEPTH: deeper requests are refused before parsing, as over HTTP. */
+  maxJsonDepth: number;
   /** A connection still open this long after it was accepted is closed, however it trickles. */
   deadlineMs: number;
   maxConnections: number;
@@ -77,9 +81,10 @@ function serveConnection(socket: Socket, options: EstimatorSocketOptions): void 
     handled = true;
     let body: unknown;
     try {
-      body = JSON.parse(request.toString('utf8'));
-    } catch {
-      reply(estimateFailure('the request is not valid JSON'));
+      body = parseJsonText(request.toString('utf8'), options.maxJsonDepth);
+    } catch (error) {
+      const tooDeep = error instanceof ApiError && error.code === 'json_too_deep';
+      reply(estimateFailure(tooDeep ? error.message : 'the request is not valid JSON'));
       return;
     }
     options.answer(body).then(reply, (error: unknown) => {

@@ -23,7 +23,8 @@ export default fp<{ maxJsonDepth: number }>(
     app.addContentTypeParser([...TEXT_BODY_TYPES], { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
     app.removeContentTypeParser('application/json');
     app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
-      if (request.routeOptions.config.rawJson === true) return done(null, body);
+      // No route: nothing reads the body, and parsing it would cost the event loop for nothing.
+      if (request.is404 || request.routeOptions.config.rawJson === true) return done(null, body);
       try {
         done(null, parseJsonText((body as Buffer).toString('utf8'), maxJsonDepth));
       } catch (error) {

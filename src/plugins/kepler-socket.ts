@@ -21,6 +21,7 @@ export default fp(
       socket = await listenEstimatorSocket({
         path,
         ...SOCKET_LIMITS,
+        maxJsonDepth: app.config.limits.maxJsonDepth,
         log: app.log,
         answer: (body) =>
           estimate(app.predictor, body, app.metrics?.observer(), app.predictor.deadline(0)).catch((error: unknown) =>

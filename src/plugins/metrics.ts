@@ -5,6 +5,7 @@ import type { Config } from '../config.js';
 import type { PredictionObserver } from '../inference.js';
 import { ServiceMetrics } from '../metrics.js';
 import type { ModelVersion } from '../registry/loader.js';
+import { nodeServerOptions } from '../server-options.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -94,13 +95,7 @@ function requestLabels(request: FastifyRequest) {
 /** GET /metrics and nothing else, for a port only Prometheus reaches. */
 function metricsServer(service: ServiceMetrics, config: Config): Server {
   // The app's limits for slow or oversized requests, not Node's (60 s for headers, 300 s in all).
-  const limits = {
-    maxHeaderSize: config.limits.maxHeaderBytes,
-    headersTimeout: Math.min(config.headersTimeoutMs, config.requestTimeoutMs),
-    requestTimeout: config.requestTimeoutMs,
-    keepAliveTimeout: config.keepAliveTimeoutMs,
-  };
-  return createServer(limits, (request, response) => {
+  return createServer(nodeServerOptions(config), (request, response) => {
     if (request.method !== 'GET' || request.url?.split('?')[0] !== '/metrics') {
       response.writeHead(404, { 'content-type': 'application/json' });
       response.end(JSON.stringify({ error: { code: 'not_found', message: 'only GET /metrics is served here' } }));

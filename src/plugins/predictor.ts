@@ -14,7 +14,8 @@ declare module 'fastify' {
 export default fp(
   async function predictor(app: FastifyInstance) {
     const { config } = app;
-    const pool = config.workerThreads > 0 ? new PredictionPool(config.workerThreads) : undefined;
+    const pool =
+      config.workerThreads > 0 ? new PredictionPool(config.workerThreads, config.retryAfterSeconds) : undefined;
     app.decorate(
       'predictor',
       new Predictor(app.models, {
@@ -22,6 +23,7 @@ export default fp(
         inFlight: new InFlightLimit(config.maxConcurrentPerModel, config.retryAfterSeconds),
         pool,
         workerRowsThreshold: config.workerRowsThreshold,
+        workerBytesThreshold: config.workerBytesThreshold,
         requestTimeoutMs: config.requestTimeoutMs,
         log: app.log,
       }),

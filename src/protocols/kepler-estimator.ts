@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { estimate, estimateFailureFor } from '../kepler/estimator.js';
+import { estimate, estimateFailureFor, keplerBodyLimit } from '../kepler/estimator.js';
 import { logAndMap } from '../plugins/errors.js';
 import { observerFor } from '../plugins/metrics.js';
 
@@ -14,7 +14,8 @@ export default async function keplerEstimatorProtocol(app: FastifyInstance) {
     return reply.code(apiError.statusCode).send(estimateFailureFor(apiError));
   });
 
-  app.post('/kepler/estimate', async (request, reply) =>
+  const options = { bodyLimit: keplerBodyLimit(app.config.maxBodyBytes) };
+  app.post('/kepler/estimate', options, async (request, reply) =>
     estimate(app.predictor, request.body, observerFor(request), app.predictor.deadline(reply.elapsedTime)),
   );
 }

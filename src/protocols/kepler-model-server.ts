@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../errors.js';
+import { keplerBodyLimit } from '../kepler/estimator.js';
 import { keplerCandidates, parseSelectionRequest, requestObject, selectModel } from '../kepler/selection.js';
 
 /**
@@ -8,7 +9,7 @@ import { keplerCandidates, parseSelectionRequest, requestObject, selectModel } f
  * `node_type` is accepted and not used: wattserve serves what its repository holds.
  */
 export default async function keplerModelServerProtocol(app: FastifyInstance) {
-  app.post('/model', async (request, reply) => {
+  app.post('/model', { bodyLimit: keplerBodyLimit(app.config.maxBodyBytes) }, async (request, reply) => {
     const fields = requestObject(request.body);
     if (fields.weight !== undefined && typeof fields.weight !== 'boolean') {
       throw new ApiError('invalid_body', 'must be true or false', 'weight');

@@ -185,6 +185,9 @@ const LABEL_PATTERN = /^[A-Za-z][A-Za-z0-9_-]*$/;
  * A version is swapped the TF Serving way: load and warm the new one, move the pointer, wait for
  * requests holding the old one to finish (up to the drain timeout), then free it.
  */
+/** Timed-out loads still running past which no new load starts (Node has four file-system threads). */
+const MAX_HUNG_LOADS = 2;
+
 export class ModelRegistry {
   #snapshots = new Map<string, ModelSnapshot>();
   readonly #models = new Map<string, ModelRecord>();
@@ -194,6 +197,8 @@ export class ModelRegistry {
   #unreadable: readonly UnreadableFolder[] = [];
   #loading = true;
   #shuttingDown = false;
+  /** Version folders whose load timed out and has not ended yet. */
+  readonly #hung = new Set<string>();
   readonly #options: RegistryOptions;
   readonly #log: FastifyBaseLogger;
 
@@ -315,6 +320,7 @@ export class ModelRegistry {
     }
     try {
       for (const source of contents.versions) {
+        if (this.#shuttingDown) break;
         this.#modelRecord(source.name).expected = true;
         await this.#exclusive(source.name, () => this.#loadSource(source, 'latest').catch(() => undefined));
       }
@@ -514,6 +520,7 @@ export class ModelRegistry {
     const names = new Set([...this.#models.keys(), ...contents.versions.map((v) => v.name)]);
     const reports: SyncReport[] = [];
     for (const name of names) {
+      if (this.#shuttingDown) break;
       const report = await this.#exclusive(name, () => this.#sync(name, contents));
       if (report.loaded.length + report.failed.length + report.removed.length > 0) reports.push(report);
     }
@@ -713,6 +720,8 @@ export class ModelRegistry {
       this.#failed(error);
       const failure = error instanceof LoadFailure ? error : new LoadFailure('backend_error', error);
       record.lastLoadFailure = { reason: failure.reason, message: failure.message, at: new Date() };
+      // A hang may be the storage's, not the files': the next poll or reload tries again.
+      if (failure.reason === 'timeout') record.signature = undefined;
       if (previous === undefined) {
         record.state = 'failed';
         record.reason = failure.message;
@@ -736,13 +745,25 @@ export class ModelRegistry {
     if (previous !== undefined) await this.#drainAndDispose(previous);
   }
 
-  /** loadVersion, bounded by MODEL_LOAD_TIMEOUT_MS; a load that ends after it is logged when it does. */
-  #loadVersion(source: VersionSource): Promise<ModelVersion> {
+  /**
+   * loadVersion, bounded by MODEL_LOAD_TIMEOUT_MS; a load that ends after it is logged when it does.
+   * A hung load keeps one of Node's four file-system threads: a version is not loaded again while
+   * its last load hangs, and no load starts while MAX_HUNG_LOADS hang, so that file access for
+   * everything else (scans, uploads, other models) goes on.
+   */
+  async #loadVersion(source: VersionSource): Promise<ModelVersion> {
     const { loadTimeoutMs, backendFor } = this.#options;
-    return loadVersion(source, {
+    if (this.#hung.has(source.dir) || this.#hung.size >= MAX_HUNG_LOADS) {
+      const why = this.#hung.has(source.dir)
+        ? 'its previous load still hangs'
+        : `${this.#hung.size} model loads still hang, each holding one of Node's file-system threads`;
+      throw new LoadFailure('timeout', new Error(`not loaded: ${why} (MODEL_LOAD_TIMEOUT_MS); try again later`));
+    }
+    const loading = loadVersion(source, {
       timeoutMs: loadTimeoutMs,
       backendFor,
-      onLateEnd: (outcome, error) =>
+      onLateEnd: (outcome, error) => {
+        this.#hung.delete(source.dir);
         this.#log.warn(
           {
             model: source.name,
@@ -753,7 +774,12 @@ export class ModelRegistry {
           outcome === 'freed'
             ? 'a model load that timed out finished after all; its model was freed, it does not serve'
             : 'a model load that timed out failed after all',
-        ),
+        );
+      },
+    });
+    return loading.catch((error: unknown) => {
+      if (error instanceof LoadFailure && error.reason === 'timeout') this.#hung.add(source.dir);
+      throw error;
     });
   }
 

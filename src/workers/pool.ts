@@ -3,6 +3,7 @@ import type { PredictionRequest, ServedModel } from '../codecs/json.js';
 import type { DecodeLimits, RequestMediaType } from '../codecs/prediction.js';
 import type { ResponseMediaType } from '../config.js';
 import { ApiError } from '../errors.js';
+import { deadlineExceeded } from '../inference.js';
 import type { Matrix } from '../matrix.js';
 import type { ModelVersion } from '../registry/loader.js';
 import { ownBuffer, type WorkerReply, type WorkerTask } from './tasks.js';
@@ -12,6 +13,9 @@ const WORKER = import.meta.url.endsWith('.ts')
   ? new URL('./tsx-worker.mjs', import.meta.url)
   : new URL('./prediction-worker.js', import.meta.url);
 
+/** Large requests that may wait for a thread, per thread; more are answered 503 overloaded. */
+const QUEUED_PER_THREAD = 16;
+
 /** The model could not be loaded in a worker as the event loop has it: compute on the event loop instead. */
 export class WorkerUnavailable extends Error {
   override name = 'WorkerUnavailable';
@@ -20,61 +24,80 @@ export class WorkerUnavailable extends Error {
 /**
  * Worker threads for large requests: they decode the body, run the model and encode the answer, so
  * the event loop stays free for /ping and small requests. Arrays move between threads, never
- * copied; what is sent is no longer usable by the sender. Threads start with the pool.
+ * copied; what is sent is no longer usable by the sender. Threads start with the pool and are
+ * never stopped under a task (that would throw away the models they loaded): a task that starts
+ * past its deadline does nothing instead.
  */
 export class PredictionPool {
   readonly #pool: Piscina<WorkerTask, WorkerReply>;
 
-  constructor(readonly threads: number) {
+  constructor(
+    readonly threads: number,
+    readonly retryAfterSeconds: number,
+  ) {
     this.#pool = new Piscina({
       filename: WORKER.href,
       minThreads: threads,
       maxThreads: threads,
+      maxQueue: threads * QUEUED_PER_THREAD,
       idleTimeout: Number.POSITIVE_INFINITY,
     });
   }
 
+  /** Deadlines are Date.now() times here: performance.now() differs between threads. */
   async decode(
     media: { type: RequestMediaType; header: boolean },
     bytes: Uint8Array,
     limits: DecodeLimits,
-    signal: AbortSignal,
+    deadline: number,
   ): Promise<PredictionRequest> {
     const body = ownBuffer(bytes);
-    const reply = await this.#run({ kind: 'decode', media, body, limits }, [body], signal);
+    const reply = await this.#run({ kind: 'decode', media, body, limits, deadline }, [body]);
     if (reply.kind !== 'decoded') throw new Error(`unexpected worker reply ${reply.kind}`);
     return reply.request;
   }
 
-  async predict(model: ModelVersion, input: Matrix, signal: AbortSignal): Promise<Matrix> {
+  async predict(model: ModelVersion, input: Matrix, deadline: number): Promise<Matrix> {
     const { dir, files, signature } = model.source;
     // A copy: should the worker not manage the model, the event loop still needs the input.
     const data = input.data.slice();
-    const task = {
-      kind: 'predict',
-      model: { backend: model.backend, dir, files, signature },
-      input: { ...input, data },
-    };
-    const reply = await this.#run(task as WorkerTask, [data], signal);
+    const source = { backend: model.backend, dir, files, signature };
+    const reply = await this.#run({ kind: 'predict', model: source, input: { ...input, data }, deadline }, [data]);
     if (reply.kind === 'unavailable') throw new WorkerUnavailable(reply.reason);
     if (reply.kind !== 'predicted') throw new Error(`unexpected worker reply ${reply.kind}`);
     return reply.result;
   }
 
-  async encode(model: ServedModel, result: Matrix, type: ResponseMediaType, signal: AbortSignal): Promise<Buffer> {
+  async encode(model: ServedModel, result: Matrix, type: ResponseMediaType, deadline: number): Promise<Buffer> {
     const { name, version, outputs } = model;
     const data = ownBuffer(result.data);
-    const task: WorkerTask = { kind: 'encode', model: { name, version, outputs }, result: { ...result, data }, type };
-    const reply = await this.#run(task, [data], signal);
+    const task: WorkerTask = {
+      kind: 'encode',
+      model: { name, version, outputs },
+      result: { ...result, data },
+      type,
+      deadline,
+    };
+    const reply = await this.#run(task, [data]);
     if (reply.kind !== 'encoded') throw new Error(`unexpected worker reply ${reply.kind}`);
     return Buffer.from(reply.payload.buffer, reply.payload.byteOffset, reply.payload.byteLength);
   }
 
-  async #run(task: WorkerTask, arrays: ArrayBufferView[], signal: AbortSignal): Promise<WorkerReply> {
-    const reply = await this.#pool.run(task, {
-      transferList: arrays.map((array) => array.buffer as ArrayBuffer),
-      signal,
-    });
+  async #run(task: WorkerTask, arrays: ArrayBufferView[]): Promise<WorkerReply> {
+    const transferList = arrays.map((array) => array.buffer as ArrayBuffer);
+    let reply: WorkerReply;
+    try {
+      reply = await this.#pool.run(task, { transferList });
+    } catch (error) {
+      if ((error as Error).message !== 'Task queue is at limit') throw error;
+      throw new ApiError(
+        'overloaded',
+        `the worker threads already have ${this.threads * QUEUED_PER_THREAD} large requests waiting`,
+        undefined,
+        this.retryAfterSeconds,
+      );
+    }
+    if (reply.kind === 'expired') throw deadlineExceeded();
     if (reply.kind === 'refused') {
       const { code, message, field, retryAfterSeconds } = reply.error;
       throw new ApiError(code, message, field, retryAfterSeconds);

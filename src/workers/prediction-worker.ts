@@ -11,6 +11,8 @@ const MAX_MODELS = 8;
 
 /** A worker thread's task: decode a large body, run a model on a large input, or encode a large answer. */
 export default async function handle(task: WorkerTask): Promise<WorkerReply> {
+  // The client has had its 504: work no one waits for would only delay the tasks queued behind.
+  if (Date.now() > task.deadline) return { kind: 'expired' };
   try {
     switch (task.kind) {
       case 'decode': {

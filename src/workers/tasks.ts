@@ -14,21 +14,25 @@ export interface WorkerModel {
   signature: string;
 }
 
-export type WorkerTask =
+/** Every task carries its request's deadline (Date.now() time): one that starts past it does nothing. */
+export type WorkerTask = { deadline: number } & (
   | { kind: 'decode'; media: { type: RequestMediaType; header: boolean }; body: Uint8Array; limits: DecodeLimits }
   | { kind: 'predict'; model: WorkerModel; input: Matrix }
-  | { kind: 'encode'; model: ServedModel; result: Matrix; type: ResponseMediaType };
+  | { kind: 'encode'; model: ServedModel; result: Matrix; type: ResponseMediaType }
+);
 
 /**
  * What a worker answers. Client errors travel as their body (an Error loses its fields between
- * threads); `unavailable` says the worker could not load the model as the event loop has it.
+ * threads); `unavailable` says the worker could not load the model as the event loop has it;
+ * `expired` that the task started after its deadline.
  */
 export type WorkerReply =
   | { kind: 'decoded'; request: PredictionRequest }
   | { kind: 'predicted'; result: Matrix }
   | { kind: 'encoded'; payload: Uint8Array }
   | { kind: 'refused'; error: ErrorBody['error'] }
-  | { kind: 'unavailable'; reason: string };
+  | { kind: 'unavailable'; reason: string }
+  | { kind: 'expired' };
 
 /**
  * The value with these arrays' memory moved to the other thread rather than copied: copying the
@@ -46,7 +50,14 @@ export function moving<T extends object>(value: T, arrays: readonly ArrayBufferV
   return move(transferable as never) as T;
 }
 
-/** The buffers of these arrays, for a transferList; an array sharing its buffer is copied first. */
+/**
+ * The array, or a copy of it when it shares its memory with others (a small Buffer lives in Node's
+ * shared pool): only memory of its own can move to another thread.
+ */
 export function ownBuffer<T extends Float64Array | Float32Array | Uint8Array>(array: T): T {
-  return array.byteOffset === 0 && array.byteLength === array.buffer.byteLength ? array : (array.slice() as T);
+  if (array.byteOffset === 0 && array.byteLength === array.buffer.byteLength) return array;
+  // Not slice(): on a Buffer it is a view of the same memory.
+  if (array instanceof Float64Array) return new Float64Array(array) as T;
+  if (array instanceof Float32Array) return new Float32Array(array) as T;
+  return new Uint8Array(array) as T;
 }

@@ -143,7 +143,7 @@ describe('answers about versions that cannot serve', () => {
 
 describe('a model load that hangs', () => {
   it('fails after MODEL_LOAD_TIMEOUT_MS, the serving version stays, and the model it loads late is freed, never served', async () => {
-    const { app, repository, logged } = await faultyApp(versionedEntries('m', [1]), { MODEL_LOAD_TIMEOUT_MS: '200' });
+    const { app, repository, logged } = await faultyApp(versionedEntries('m', [1]), { MODEL_LOAD_TIMEOUT_MS: '2000' });
     // Version 2 is the TF.js MLP whose weights file is a FIFO: reading it blocks until it is written.
     await cp(path.join(SHIPPED_MODELS, 'pod-power-mlp/1'), path.join(repository, 'm/2'), { recursive: true });
     const shard = path.join(repository, 'm/2/group1-shard1of1.bin');

@@ -72,6 +72,9 @@ describe('MAX_CSV_LINE_BYTES', () => {
     const long = `${'1'.repeat(45)}\n`;
     expect(decodeError(CSV, `1\n${long}`)).toEqual({ code: 'csv_line_too_long', field: 'line 2', status: 413 });
     expect(decodeError(CSV, `"1"\n${long}`)).toMatchObject({ code: 'csv_line_too_long', status: 413 });
+    // Commas, quotes and spaces count too, as they do without quotes.
+    const commas = `${Array(4).fill('"1"').join(',')}${' '.repeat(30)}\n`;
+    expect(decodeError(CSV, commas)).toMatchObject({ code: 'csv_line_too_long', field: 'line 1' });
   });
 
   it('counts a line without its CRLF', () => {

@@ -21,6 +21,7 @@ async function echoSocket(limits: { maxBytes?: number; deadlineMs?: number } = {
     maxBytes: limits.maxBytes ?? 1024 * 1024,
     deadlineMs: limits.deadlineMs ?? 10_000,
     maxConnections: 8,
+    maxJsonDepth: 32,
     log,
     answer: async (body: unknown): Promise<EstimateReply> => {
       const pods = (body as { pods?: number }).pods ?? 1;
@@ -37,6 +38,13 @@ describe('the estimator socket’s limits', () => {
     const { socketPath } = await echoSocket({ maxBytes: 1000 });
     const reply = await wholeReply(socketPath, (s) => s.write(`{"pad":"${'x'.repeat(5000)}"}`));
     expect(JSON.parse(reply)).toEqual({ powers: {}, msg: 'the request is larger than 1000 bytes' });
+  });
+
+  it('refuses a request nested deeper than MAX_JSON_DEPTH, as over HTTP', async () => {
+    const { socketPath } = await echoSocket();
+    const deep = `{"pods": 1, "x": ${'['.repeat(40)}${']'.repeat(40)}}`;
+    const reply = await wholeReply(socketPath, (s) => s.write(deep));
+    expect(JSON.parse(reply)).toEqual({ powers: {}, msg: expect.stringContaining('MAX_JSON_DEPTH') });
   });
 
   it('closes a connection still open at its deadline, even one that trickles bytes', async () => {

@@ -107,7 +107,7 @@ describe('a model load that hangs', () => {
     const hanging = hangingBackend();
     const { registry, samples, logged, versionStatus } = await faultyRegistry(
       { ...versionedEntries('m', [1]), [`m/2/${FAKE}`]: '' },
-      { fake: hanging.backend, loadTimeoutMs: 200 },
+      { fake: hanging.backend, loadTimeoutMs: 2000 },
     );
     // Start-up loading went on past the hung version: the service is ready and version 1 serves.
     expect(registry.ready).toBe(true);
@@ -115,7 +115,7 @@ describe('a model load that hangs', () => {
     expect(versionStatus(2)).toMatchObject({
       state: 'failed',
       reason: expect.stringContaining('MODEL_LOAD_TIMEOUT_MS'),
-      lastLoadFailure: { reason: 'timeout', message: expect.stringContaining('200 ms'), at: expect.any(String) },
+      lastLoadFailure: { reason: 'timeout', message: expect.stringContaining('2000 ms'), at: expect.any(String) },
     });
     expect(sampleValue(await samples(), 'wattserve_model_load_failures_total', { reason: 'timeout' })).toBe(1);
     expect(logged('model version failed to load')).toEqual([
@@ -133,13 +133,64 @@ describe('a model load that hangs', () => {
     await registry.close();
   });
 
+  it('does not load a version again while its last load hangs, and tries again by itself once it ended', async () => {
+    // A slow volume: the first load hangs, later ones are quick.
+    let release = () => {};
+    const backend: Backend = {
+      name: 'onnx',
+      claims: (files) => files.includes(FAKE),
+      load: () => {
+        backend.load = async () => fakeModel();
+        return new Promise((resolve) => {
+          release = () => resolve(fakeModel());
+        });
+      },
+    };
+    const { registry, versionStatus } = await faultyRegistry(
+      { ...versionedEntries('m', [1]), [`m/2/${FAKE}`]: '' },
+      { fake: backend, loadTimeoutMs: 1000 },
+    );
+    expect(versionStatus(2)?.lastLoadFailure?.reason).toBe('timeout');
+
+    // Its files did not change, but a hang says nothing of them: the poll tries again, and is
+    // refused at once while the first load still holds a file-system thread.
+    expect(await registry.poll()).toEqual([
+      expect.objectContaining({
+        failed: [{ version: 2, reason: expect.stringContaining('previous load still hangs') }],
+      }),
+    ]);
+    expect((await answer(registry)).version).toBe(1);
+
+    release();
+    await vi.waitFor(async () => expect(await registry.poll()).toEqual([expect.objectContaining({ loaded: [2] })]));
+    expect(await answer(registry)).toEqual({ version: 2, predictions: [7] });
+    await registry.close();
+  });
+
+  it('starts no load while two others hang, so file access for everything else goes on', async () => {
+    const hanging = hangingBackend();
+    const { registry, versionStatus } = await faultyRegistry(
+      { ...versionedEntries('m', [1]), [`m/2/${FAKE}`]: '', [`m/3/${FAKE}`]: '', [`m/4/${FAKE}`]: '' },
+      { fake: hanging.backend, loadTimeoutMs: 500 },
+    );
+    expect([2, 3, 4].map((version) => versionStatus(version)?.reason)).toEqual([
+      expect.stringContaining('still loading after 500 ms'),
+      expect.stringContaining('still loading after 500 ms'),
+      expect.stringContaining('2 model loads still hang'),
+    ]);
+    expect((await answer(registry)).version).toBe(1);
+    hanging.finish();
+    await vi.waitFor(() => expect(hanging.dispose).toHaveBeenCalledTimes(2));
+    await registry.close();
+  });
+
   it('keeps the copy loaded before serving when a version rewritten in place hangs on its reload', async () => {
     const hanging = hangingBackend();
     const { registry, repository, samples, logged, versionStatus } = await faultyRegistry(
       versionedEntries('m', [1, 2]),
       {
         fake: hanging.backend,
-        loadTimeoutMs: 200,
+        loadTimeoutMs: 2000,
       },
     );
     await fsWriteFile(path.join(repository, `m/2/${FAKE}`), '');
