@@ -22,8 +22,8 @@
 import http from 'node:http';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { loopbackRequest } from '../scripts/lib/loopback.js';
 import { FEATURES, samplePods } from '../scripts/synthetic-pods.js';
-import { send } from './lib/http.js';
 import { cpuSnapshot, otherCores } from './lib/machine.js';
 import { type BenchContext, type Benchmark, isMain, runBenchmark } from './lib/runner.js';
 import { ServerProcess } from './lib/server.js';
@@ -166,7 +166,7 @@ async function postLarge(
   rows: number,
   model: string,
 ): Promise<{ ms: number; problem: string | undefined }> {
-  const answer = await send({
+  const answer = await loopbackRequest({
     port: server.port,
     method: 'POST',
     path: '/invocations',
@@ -341,7 +341,8 @@ async function warmServer(
     if (problem !== undefined) throw new Error(`warm-up request failed: ${problem}`);
   }
   const pingAgent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  for (let i = 0; i < 300; i++) await send({ port: server.port, method: 'GET', path: '/ping', agent: pingAgent });
+  for (let i = 0; i < 300; i++)
+    await loopbackRequest({ port: server.port, method: 'GET', path: '/ping', agent: pingAgent });
   pingAgent.destroy();
   return { server, agent, startupSeconds };
 }

@@ -17,19 +17,17 @@
  * SOAK_KEEP (true keeps the temporary folder, with the server's log, after a pass too; a failed
  * soak always keeps it).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { closeSync, openSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { createSigner } from 'fast-jwt';
 import tar from 'tar-stream';
+import { LOOPBACK_HOST, loopbackRequest, ServerChild } from './lib/loopback.js';
 import { linearOnnxModel } from './onnx-linear.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -58,11 +56,8 @@ const MAX_SHED_SHARE = setting('SOAK_MAX_SHED_SHARE', 0.01, share, 'between 0 an
 const SEED = setting('SOAK_SEED', 1, Number.isInteger, 'a whole number');
 const KEEP = process.env.SOAK_KEEP === 'true';
 
-/** Only ever loopback. */
-const HOST = '127.0.0.1';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SHIPPED_MODELS = path.join(ROOT, 'models');
-const SERVER_ENTRY = path.join(ROOT, 'src', 'server.ts');
 
 /** The server's limits for the soak: small, so refusing oversized requests stays cheap. */
 const MAX_BODY_BYTES = 256 * 1024;
@@ -140,33 +135,13 @@ interface Answer {
   ms: number;
 }
 
+/** The server's port, once it is started. */
 let port = 0;
 
-function send(agent: http.Agent, spec: Spec, timeoutMs = 30_000): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const headers: Record<string, string> = { ...spec.headers };
-    if (spec.body !== undefined) headers['content-length'] = String(Buffer.byteLength(spec.body));
-    const request = http.request(
-      { host: HOST, port, method: spec.method, path: spec.path, headers, agent, timeout: timeoutMs },
-      (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('error', reject);
-        response.on('end', () =>
-          resolve({
-            status: response.statusCode ?? 0,
-            headers: response.headers,
-            body: Buffer.concat(chunks).toString('utf8'),
-            ms: performance.now() - started,
-          }),
-        );
-      },
-    );
-    request.on('timeout', () => request.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    request.on('error', reject);
-    request.end(spec.body);
-  });
+/** A request to the server; the answer's body as text, which is all the checks below read. */
+async function send(agent: http.Agent, spec: Spec, timeoutMs = 30_000): Promise<Answer> {
+  const answer = await loopbackRequest({ ...spec, port, agent, timeoutMs });
+  return { ...answer, body: answer.body.toString('utf8') };
 }
 
 const json = (value: unknown) => JSON.stringify(value);
@@ -825,15 +800,6 @@ async function swapper(s: Swapper): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // The server
 
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, HOST);
-  await once(server, 'listening');
-  const address = server.address();
-  server.close();
-  if (address === null || typeof address === 'string') throw new Error('no free port');
-  return address.port;
-}
-
 function rssBytes(pid: number | undefined): Promise<number | undefined> {
   if (pid === undefined) return Promise.resolve(undefined);
   return readFile(`/proc/${pid}/status`, 'utf8')
@@ -907,21 +873,6 @@ const listed = (map: Map<string, number>) =>
 // ---------------------------------------------------------------------------------------------
 // Main
 
-let child: ChildProcess | undefined;
-let childExit: string | undefined;
-
-function killChild(): void {
-  if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-}
-
-process.on('exit', killChild);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    killChild();
-    process.exit(130);
-  });
-}
-
 async function main(): Promise<number> {
   const base = await mkdtemp(path.join(tmpdir(), 'wattserve-soak-'));
   const repository = path.join(base, 'models');
@@ -939,14 +890,7 @@ async function main(): Promise<number> {
   await mkdir(staging);
 
   const secret = randomBytes(32).toString('hex');
-  port = await freePort();
-  const log = openSync(logFile, 'a');
   const env: Record<string, string> = {
-    PATH: process.env.PATH ?? '',
-    ...(process.env.HOME !== undefined && { HOME: process.env.HOME }),
-    ...(process.env.TMPDIR !== undefined && { TMPDIR: process.env.TMPDIR }),
-    HOST,
-    PORT: String(port),
     MODEL_REPOSITORY: repository,
     LOG_LEVEL: 'warn',
     ADMIN_JWT_SECRET: secret,
@@ -959,20 +903,18 @@ async function main(): Promise<number> {
     // Passed through, to soak the server without its worker threads (WORKER_THREADS=0) too.
     ...(process.env.WORKER_THREADS !== undefined && { WORKER_THREADS: process.env.WORKER_THREADS }),
   };
-  const started = performance.now();
-  child = spawn(process.execPath, ['--import', 'tsx', SERVER_ENTRY], { cwd: ROOT, env, stdio: ['ignore', log, log] });
-  closeSync(log);
-  child.on('exit', (code, signal) => {
-    childExit = signal === null ? `exited with code ${code}` : `killed by ${signal}`;
-  });
-  const pid = child.pid;
+  const log = openSync(logFile, 'a');
+  // The child has its own copy of the log's descriptor: ours closes once it is started.
+  const server = await ServerChild.spawn({ env, output: log }).finally(() => closeSync(log));
+  port = server.port;
+  const pid = server.child.pid;
 
   const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY, maxFreeSockets: CONCURRENCY });
   const pingAgent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const adminAgent = new http.Agent({ keepAlive: true, maxSockets: 2 });
   /** Exit 2 when the soak cannot run; 1 when the server answered wrong before it began (a 5xx, say). */
   const setupFailed = async (why: string, exitCode = 2) => {
-    killChild();
+    server.kill();
     const tail = (await readFile(logFile, 'utf8').catch(() => '')).split('\n').slice(-20).join('\n');
     process.stderr.write(`soak: ${why}\n${tail}\nthe server's log and repository: ${base}\n`);
     process.stdout.write(`FAIL: ${why}\n${json({ ok: false, reasons: [why] })}\n`);
@@ -980,15 +922,12 @@ async function main(): Promise<number> {
   };
 
   // Up when /ping answers 200.
-  const upBy = Date.now() + 90_000;
-  for (;;) {
-    if (childExit !== undefined) return setupFailed(`the server ${childExit} before it was ready`);
-    if (Date.now() > upBy) return setupFailed('the server was not ready within 90 s');
-    const ping = await send(pingAgent, { method: 'GET', path: '/ping' }, 5000).catch(() => undefined);
-    if (ping?.status === 200) break;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  const startupSeconds = (performance.now() - started) / 1000;
+  const notReady = await server.untilReady({ timeoutMs: 90_000, pingTimeoutMs: 5000, agent: pingAgent }).then(
+    () => undefined,
+    (error: Error) => error.message,
+  );
+  if (notReady !== undefined) return setupFailed(notReady);
+  const startupSeconds = (performance.now() - server.startedAt) / 1000;
 
   const sign = createSigner({ key: secret, algorithm: 'HS256', expiresIn: 3_600_000 });
   const tokens: Tokens = {
@@ -1038,7 +977,7 @@ async function main(): Promise<number> {
   const begin = performance.now();
   const deadline = Date.now() + SECONDS * 1000;
   let issued = 0;
-  const running = () => Date.now() < deadline && issued < MAX_REQUESTS && childExit === undefined;
+  const running = () => Date.now() < deadline && issued < MAX_REQUESTS && server.exit === undefined;
   const goodOnes = all.filter((t) => t.good && t.weight > 0);
   const badOnes = all.filter((t) => !t.good && t.weight > 0);
   const picker = (pool: Template[]) => {
@@ -1082,7 +1021,7 @@ async function main(): Promise<number> {
   const watchdog = setTimeout(
     () => {
       process.stderr.write('soak: still running 120 s past SOAK_SECONDS; giving up\n');
-      killChild();
+      server.kill();
       process.exit(1);
     },
     (SECONDS + 120) * 1000,
@@ -1101,7 +1040,7 @@ async function main(): Promise<number> {
   const rssEnd = await rssBytes(pid);
   let finalPing: number | undefined;
   let serverSwaps: number | undefined;
-  if (childExit === undefined) {
+  if (server.exit === undefined) {
     finalPing = (await send(pingAgent, ping.spec).catch(() => undefined))?.status;
     const end = await send(agent, { method: 'GET', path: '/models' }).catch(() => undefined);
     const names = new Set(
@@ -1132,10 +1071,10 @@ async function main(): Promise<number> {
       .find((line) => line.startsWith('wattserve_model_swaps_total') && line.includes(`model="${VM}"`));
     if (swapsLine !== undefined) serverSwaps = Number(swapsLine.split(' ').pop());
   } else {
-    lost.push(...startModels.map((name) => `${name} (the server ${childExit})`));
+    lost.push(...startModels.map((name) => `${name} (the server ${server.exit})`));
   }
-  const serverAlive = childExit === undefined;
-  killChild();
+  const serverAlive = server.exit === undefined;
+  server.kill();
   agent.destroy();
   pingAgent.destroy();
   adminAgent.destroy();
@@ -1144,7 +1083,7 @@ async function main(): Promise<number> {
   // Verdict.
   const reasons: string[] = [];
   const fiveXX = stats.fiveXX;
-  if (!serverAlive) reasons.push(`the server ${childExit}`);
+  if (!serverAlive) reasons.push(`the server ${server.exit}`);
   if (fiveXX > 0) reasons.push(`${fiveXX} answers were 5xx`);
   if (lost.length > 0) reasons.push(`${lost.length} models lost`);
   if (stats.good.wrong > 0) reasons.push(`${stats.good.wrong} wrong answers`);
@@ -1170,7 +1109,7 @@ async function main(): Promise<number> {
   const out = (line = '') => process.stdout.write(`${line}\n`);
   out(`wattserve soak: ${SECONDS} s, ${CONCURRENCY} connections + a pinger + a swapper, seed ${SEED}`);
   out(
-    `server: pid ${pid} on ${HOST}:${port}, ready in ${startupSeconds.toFixed(1)} s; ${serverAlive ? 'alive at the end' : childExit}`,
+    `server: pid ${pid} on ${LOOPBACK_HOST}:${port}, ready in ${startupSeconds.toFixed(1)} s; ${serverAlive ? 'alive at the end' : server.exit}`,
   );
   out();
   out(
@@ -1272,13 +1211,10 @@ function mulberry32(seed: number): () => number {
   };
 }
 
+// The server child, if started, is killed on exit by scripts/lib/loopback.ts.
 main().then(
-  (code) => {
-    killChild();
-    process.exit(code);
-  },
+  (code) => process.exit(code),
   (error: unknown) => {
-    killChild();
     process.stderr.write(`soak: ${(error as Error).stack ?? String(error)}\n`);
     process.exit(2);
   },

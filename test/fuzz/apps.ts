@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { FEATURES, KEPLER, LINEAR, MLP, PODS, testConfig } from '../helpers.js';
 import { expectPredictionBody, type Sent, send } from './support.js';
@@ -117,4 +117,23 @@ export async function listing(root: string): Promise<string[]> {
   }
   await walk(root);
   return found.sort();
+}
+
+/**
+ * Gives the describe block an app over the shipped models, built before its tests and checked
+ * after them: every model still answers as it did before the fuzzing.
+ */
+export function withShippedApp(use: (app: FastifyInstance, baseline: Baseline) => void): void {
+  let app: FastifyInstance | undefined;
+  let baseline: Baseline = {};
+  beforeAll(async () => {
+    app = await fuzzApp();
+    baseline = await shippedBaseline(app);
+    use(app, baseline);
+  });
+  afterAll(async () => {
+    if (app === undefined) return;
+    await expectAllStillServing(app, baseline);
+    await app.close();
+  });
 }

@@ -7,9 +7,9 @@
  */
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { KEPLER, LINEAR, MLP } from '../helpers.js';
-import { type Baseline, expectAllStillServing, expectStillServing, fuzzApp, shippedBaseline } from './apps.js';
+import { type Baseline, expectStillServing, withShippedApp } from './apps.js';
 import {
   acceptHeader,
   fuzzString,
@@ -113,15 +113,9 @@ function expectInvocationAnswer(sent: Sent, answer: Answer, accept: string | und
 describe('fuzz: JSON prediction routes', () => {
   let app: FastifyInstance;
   let baseline: Baseline;
-
-  beforeAll(async () => {
-    app = await fuzzApp();
-    baseline = await shippedBaseline(app);
-  });
-
-  afterAll(async () => {
-    await expectAllStillServing(app, baseline);
-    await app.close();
+  withShippedApp((ready, before) => {
+    app = ready;
+    baseline = before;
   });
 
   it(

@@ -6,8 +6,8 @@
  */
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Baseline, expectAllStillServing, expectStillServing, fuzzApp, shippedBaseline } from './apps.js';
+import { describe, expect, it } from 'vitest';
+import { type Baseline, expectStillServing, withShippedApp } from './apps.js';
 import {
   decorated,
   deepNesting,
@@ -206,15 +206,9 @@ const modelBody: fc.Arbitrary<string> = decorated(
 describe('fuzz: Kepler protocols over HTTP', () => {
   let app: FastifyInstance;
   let baseline: Baseline;
-
-  beforeAll(async () => {
-    app = await fuzzApp();
-    baseline = await shippedBaseline(app);
-  });
-
-  afterAll(async () => {
-    await expectAllStillServing(app, baseline);
-    await app.close();
+  withShippedApp((ready, before) => {
+    app = ready;
+    baseline = before;
   });
 
   it(

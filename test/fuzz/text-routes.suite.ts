@@ -8,16 +8,9 @@
  */
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FEATURES, KEPLER, LINEAR, MLP } from '../helpers.js';
-import {
-  type Baseline,
-  expectAllStillServing,
-  expectStillServing,
-  FUZZ_LIMITS,
-  fuzzApp,
-  shippedBaseline,
-} from './apps.js';
+import { type Baseline, expectStillServing, FUZZ_LIMITS, withShippedApp } from './apps.js';
 import {
   acceptHeader,
   csvBody,
@@ -163,15 +156,9 @@ const validRows = fc.array(
 describe('fuzz: /invocations with text bodies', () => {
   let app: FastifyInstance;
   let baseline: Baseline;
-
-  beforeAll(async () => {
-    app = await fuzzApp();
-    baseline = await shippedBaseline(app);
-  });
-
-  afterAll(async () => {
-    await expectAllStillServing(app, baseline);
-    await app.close();
+  withShippedApp((ready, before) => {
+    app = ready;
+    baseline = before;
   });
 
   it(

@@ -200,6 +200,13 @@ const BAD: Record<string, BadRequest> = {
     code: 'csv_line_too_long',
     field: 'line 2',
   },
+  'a body to a route that does not exist (not parsed: answered 404)': {
+    path: '/nowhere',
+    type: 'application/json',
+    body: '{"broken": ',
+    status: 404,
+    code: 'not_found',
+  },
   'a body over MAX_BODY_BYTES': {
     path: '/predict',
     type: 'application/json',

@@ -3,7 +3,7 @@ import path from 'node:path';
 import pino from 'pino';
 import request from 'supertest';
 import { describe, expect, it, vi } from 'vitest';
-import { ModelRegistry } from '../../src/registry/registry.js';
+import { ModelRegistry, type RegistryOptions } from '../../src/registry/registry.js';
 import { scanRepository } from '../../src/registry/repository.js';
 import {
   makeRepository,
@@ -16,7 +16,10 @@ import {
 
 const ROWS = [[2, 5]];
 
-async function polledRegistry(entries: Parameters<typeof makeRepository>[0]) {
+async function polledRegistry(
+  entries: Parameters<typeof makeRepository>[0],
+  seams: Pick<RegistryOptions, 'writeFile'> = {},
+) {
   const repository = await makeRepository(entries);
   const registry = new ModelRegistry({
     defaultModel: undefined,
@@ -24,6 +27,7 @@ async function polledRegistry(entries: Parameters<typeof makeRepository>[0]) {
     singleModelName: 'model',
     drainTimeoutMs: 1000,
     log: pino({ level: 'silent' }),
+    ...seams,
   });
   await registry.loadAll(await scanRepository(repository, 'model'));
   return { registry, repository };
@@ -111,24 +115,17 @@ describe('polling the repository', () => {
   });
 
   it('skips a new folder removed between its scan and its turn, rather than failing it', async () => {
-    const repository = await makeRepository(versionedEntries('m', [1]));
     let unblock = () => {};
     const blocked = new Promise<void>((resolve) => {
       unblock = resolve;
     });
-    const registry = new ModelRegistry({
-      defaultModel: undefined,
-      repository,
-      singleModelName: 'model',
-      drainTimeoutMs: 1000,
-      log: pino({ level: 'silent' }),
+    const { registry, repository } = await polledRegistry(versionedEntries('m', [1]), {
       // The upload holds the model's turn until the test lets its first file be written.
       writeFile: async (file, data) => {
         await blocked;
         await writeFile(file, data);
       },
     });
-    await registry.loadAll(await scanRepository(repository, 'm'));
     await writeVersion(repository, 'm', 3);
     const uploading = registry.upload('m', 2, filesOf(versionedModel(2)), false);
     const polling = registry.poll();
