@@ -65,6 +65,8 @@ const envSchema = z.object({
   WORKER_THREADS: nonNegativeInt.optional(),
   WORKER_ROWS_THRESHOLD: positiveInt.default(2000),
   WORKER_BYTES_THRESHOLD: positiveInt.default(256 * 1024),
+  BATCH_MAX_ROWS: nonNegativeInt.default(1000),
+  BATCH_MAX_DELAY_US: nonNegativeInt.max(1_000_000).default(0),
   MODEL_POLL_INTERVAL_MS: milliseconds.optional(),
   // A shorter HMAC secret can be brute-forced offline from any token it signed.
   ADMIN_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
@@ -132,6 +134,8 @@ export interface Config {
   workerRowsThreshold: number;
   /** Bodies larger than this go to the worker threads too, whatever their rows (parsing them costs as much). */
   workerBytesThreshold: number;
+  /** Dynamic batching of concurrent small requests to one model version; undefined: off (BATCH_MAX_ROWS=0). */
+  batching: { maxRows: number; maxDelayUs: number } | undefined;
   /** Rescan the repository this often and load what changed; off when unset. */
   modelPollIntervalMs: number | undefined;
   /** The admin API's token verification; the admin API is off when unset. */
@@ -210,6 +214,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     workerThreads: e.WORKER_THREADS ?? Math.min(4, Math.max(1, availableParallelism() - 1)),
     workerRowsThreshold: e.WORKER_ROWS_THRESHOLD,
     workerBytesThreshold: e.WORKER_BYTES_THRESHOLD,
+    batching: e.BATCH_MAX_ROWS === 0 ? undefined : { maxRows: e.BATCH_MAX_ROWS, maxDelayUs: e.BATCH_MAX_DELAY_US },
     modelPollIntervalMs: e.MODEL_POLL_INTERVAL_MS,
     admin: adminConfig(e),
   };

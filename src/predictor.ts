@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
+import type { PredictionBatcher } from './batching.js';
 import type { PredictionRequest, ServedModel } from './codecs/json.js';
 import {
   type DecodeLimits,
@@ -28,6 +29,8 @@ export interface PredictorOptions {
   inFlight: InFlightLimit;
   /** Worker threads for large requests; everything runs on the event loop without. */
   pool: PredictionPool | undefined;
+  /** Small requests to one model that arrive together share a model call; each runs alone without. */
+  batcher?: PredictionBatcher | undefined;
   /** Requests with more rows than this go to the pool. */
   workerRowsThreshold: number;
   /** And bodies with more bytes than this, whatever their rows. */
@@ -93,10 +96,10 @@ export class Predictor {
   }
 
   predict(request: PredictionRequest, observer: PredictionObserver | undefined, deadline: number): Promise<Prediction> {
-    const { pool, inFlight } = this.#options;
+    const { pool, inFlight, batcher } = this.#options;
     const run =
       pool === undefined || !this.#isLarge(request.matrix.rows) || request.context !== undefined
-        ? runInThread
+        ? (batcher?.run ?? runInThread)
         : this.#inWorker(pool);
     return predict(this.registry, request, { observer, deadline, inFlight, run });
   }

@@ -49,7 +49,8 @@ function hang(app: FastifyInstance, model: string): { release: () => void; calls
 
 describe('MAX_CONCURRENT_PER_MODEL', () => {
   it('answers 429 model_busy with a retry hint past the limit, for that model only', async () => {
-    const app = await startApp({ MAX_CONCURRENT_PER_MODEL: '2', RETRY_AFTER_SECONDS: '7' });
+    // Without batching, each request is one model call: the two calls show both places are taken.
+    const app = await startApp({ MAX_CONCURRENT_PER_MODEL: '2', RETRY_AFTER_SECONDS: '7', BATCH_MAX_ROWS: '0' });
     const stuck = hang(app, LINEAR);
     const first = [predict(app, LINEAR, PODS), predict(app, LINEAR, PODS)];
     await vi.waitFor(() => expect(stuck.calls()).toBe(2));

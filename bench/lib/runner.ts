@@ -1,7 +1,8 @@
 /**
  * What every benchmark in bench/ is: a module whose default export is a Benchmark. The runner
  * prints the machine and its load before and after, and writes the result as JSON to
- * bench/results/<name>-<timestamp>.json (git-ignored).
+ * bench/results/<name>-<timestamp>.json and bench/results/<name>-latest.json (git-ignored), the
+ * latter for comparing a run with the one before it.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -65,8 +66,10 @@ export async function runBenchmark(bench: Benchmark): Promise<BenchOutcome> {
     ...result,
   };
   await mkdir(RESULTS_DIR, { recursive: true });
-  await writeFile(file, `${JSON.stringify(record, null, 2)}\n`);
-  out(`result: ${path.relative(process.cwd(), file)}`);
+  const text = `${JSON.stringify(record, null, 2)}\n`;
+  await writeFile(file, text);
+  await writeFile(path.join(RESULTS_DIR, `${bench.name}-latest.json`), text);
+  out(`result: ${path.relative(process.cwd(), file)} (also ${bench.name}-latest.json)`);
   return { name: bench.name, file, result: record };
 }
 

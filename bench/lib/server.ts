@@ -10,6 +10,8 @@ export interface ServerOptions {
   env: Record<string, string>;
   /** Extra node flags (--cpu-prof, say). */
   nodeFlags?: string[];
+  /** Run dist/server.js, as `npm start` does (built beforehand), instead of src/server.ts through tsx. */
+  built?: boolean;
   readyTimeoutMs?: number;
 }
 
@@ -44,6 +46,7 @@ export class ServerProcess {
     const child = await ServerChild.spawn({
       env: { MODEL_REPOSITORY: 'models', LOG_LEVEL: 'warn', ...options.env },
       ...(options.nodeFlags !== undefined && { nodeFlags: options.nodeFlags }),
+      ...(options.built !== undefined && { built: options.built }),
     });
     // Read its output from the start: what it logs while starting up explains a failed start.
     const server = new ServerProcess(child);

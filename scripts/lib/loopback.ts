@@ -17,6 +17,7 @@ export const LOOPBACK_HOST = '127.0.0.1';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SERVER_ENTRY = path.join(ROOT, 'src', 'server.ts');
+const BUILT_SERVER_ENTRY = path.join(ROOT, 'dist', 'server.js');
 
 // ---------------------------------------------------------------------------------------------
 // One request
@@ -117,6 +118,8 @@ export interface ServerChildOptions {
   env: Record<string, string>;
   /** Extra node flags (--cpu-prof, say). */
   nodeFlags?: string[];
+  /** Run dist/server.js (what `npm start` runs; build it first) instead of src/server.ts through tsx. */
+  built?: boolean;
   /** A file descriptor (a log file) for the server's stdout and stderr; piped when left out. */
   output?: number;
 }
@@ -157,7 +160,8 @@ export class ServerChild {
       HOST: LOOPBACK_HOST,
       PORT: String(port),
     };
-    const args = [...(options.nodeFlags ?? []), '--import', 'tsx', SERVER_ENTRY];
+    const entry = options.built === true ? [BUILT_SERVER_ENTRY] : ['--import', 'tsx', SERVER_ENTRY];
+    const args = [...(options.nodeFlags ?? []), ...entry];
     const stdio = options.output ?? 'pipe';
     killOnExit();
     const startedAt = performance.now();

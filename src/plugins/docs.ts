@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
+import { contentSecurityPolicy } from './security-headers.js';
 
 /**
  * The OpenAPI document at the repository root: ../../openapi.yaml from src/plugins/ (tsx) and from
@@ -35,13 +36,15 @@ export const DOCS_CSP_DIRECTIVES = {
 /**
  * openapi.yaml, as written (static mode: nothing is generated from the routes), and the Swagger UI
  * over it. Read once at start-up; encapsulated, so it adds no hook to any other route. Needs the
- * security-headers plugin (reply.helmet) registered first.
+ * security-headers plugin registered first.
  */
 export default async function docs(app: FastifyInstance) {
-  // Runs after the app-wide helmet hook, replacing only the CSP it set, for every route in here
-  // (the UI's own routes and the static files it serves alike).
-  app.addHook('onRequest', async (_request, reply) => {
-    reply.helmet({ contentSecurityPolicy: { useDefaults: false, directives: DOCS_CSP_DIRECTIVES } });
+  const csp = contentSecurityPolicy({ useDefaults: false, directives: DOCS_CSP_DIRECTIVES });
+  // Runs after the app-wide security-headers hook, replacing only the CSP it set, for every route
+  // in here (the UI's own routes and the static files it serves alike).
+  app.addHook('onRequest', (_request, reply, done) => {
+    reply.header('content-security-policy', csp);
+    done();
   });
   await app.register(swagger, {
     mode: 'static',

@@ -39,18 +39,23 @@ export default fp<{ config: Config }>(
     app.decorate('metrics', service);
     app.decorateRequest('servedBy', undefined);
 
-    app.addHook('onRequest', async (request, reply) => {
+    // Callback hooks: an async hook costs a promise per request on the hot path.
+    app.addHook('onRequest', (request, reply, done) => {
       const finished = service.requestStarted();
-      reply.raw.once('close', () => {
+      // 'close' comes once, written or not.
+      reply.raw.on('close', () => {
         finished();
         // onResponse runs only for answers that were written; count the abandoned ones here.
         if (!reply.raw.writableFinished) service.requestAbandoned(requestLabels(request));
       });
+      done();
     });
-    app.addHook('onResponse', async (request, reply) => {
+    app.addHook('onResponse', (request, reply, done) => {
       const labels = requestLabels(request);
-      if (labels.route === '/metrics') return;
-      service.requestAnswered({ ...labels, statusCode: reply.statusCode, seconds: reply.elapsedTime / 1000 });
+      if (labels.route !== '/metrics') {
+        service.requestAnswered({ ...labels, statusCode: reply.statusCode, seconds: reply.elapsedTime / 1000 });
+      }
+      done();
     });
 
     if (config.metricsPort === undefined) {

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import { PredictionBatcher } from '../batching.js';
 import { InFlightLimit } from '../in-flight.js';
 import { Predictor } from '../predictor.js';
 import { PredictionPool } from '../workers/pool.js';
@@ -22,6 +23,7 @@ export default fp(
         limits: config.limits,
         inFlight: new InFlightLimit(config.maxConcurrentPerModel, config.retryAfterSeconds),
         pool,
+        batcher: config.batching === undefined ? undefined : new PredictionBatcher(config.batching),
         workerRowsThreshold: config.workerRowsThreshold,
         workerBytesThreshold: config.workerBytesThreshold,
         requestTimeoutMs: config.requestTimeoutMs,

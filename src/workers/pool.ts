@@ -24,9 +24,11 @@ export class WorkerUnavailable extends Error {
 /**
  * Worker threads for large requests: they decode the body, run the model and encode the answer, so
  * the event loop stays free for /ping and small requests. Arrays move between threads, never
- * copied; what is sent is no longer usable by the sender. Threads start with the pool and are
- * never stopped under a task (that would throw away the models they loaded): a task that starts
- * past its deadline does nothing instead.
+ * copied; what is sent is no longer usable by the sender. Threads start with the first large
+ * request, not with the server: a thread holds its own runtimes and models (about 50 MB), which a
+ * Kepler sidecar that never sees a large request should not pay for. Once started they are never
+ * stopped under a task (that would throw away the models they loaded): a task that starts past its
+ * deadline does nothing instead.
  */
 export class PredictionPool {
   readonly #pool: Piscina<WorkerTask, WorkerReply>;
@@ -37,7 +39,7 @@ export class PredictionPool {
   ) {
     this.#pool = new Piscina({
       filename: WORKER.href,
-      minThreads: threads,
+      minThreads: 0,
       maxThreads: threads,
       maxQueue: threads * QUEUED_PER_THREAD,
       idleTimeout: Number.POSITIVE_INFINITY,

@@ -1,0 +1,140 @@
+import { type ModelRunner, runInThread } from './inference.js';
+import type { Matrix } from './matrix.js';
+import type { ModelVersion } from './registry/loader.js';
+
+export interface BatchingOptions {
+  /** A batch is run once it holds this many rows; requests this large run alone. */
+  maxRows: number;
+  /**
+   * How long the first request of a batch waits for others, in microseconds. 0: only requests that
+   * arrive in the same turn of the event loop (read from sockets together) share a run.
+   */
+  maxDelayUs: number;
+}
+
+interface Waiting {
+  input: Matrix;
+  resolve(result: Matrix): void;
+  reject(error: unknown): void;
+}
+
+interface Batch {
+  readonly model: ModelVersion;
+  readonly waiting: Waiting[];
+  rows: number;
+}
+
+/**
+ * Dynamic batching: concurrent requests to one model version are stacked into one matrix and
+ * predicted in one call, then the answer is cut back into each request's rows. A model call costs
+ * the same fixed overhead (onnxruntime's session run, a tfjs graph execution) whatever its rows, so
+ * under load that overhead is paid once per batch instead of once per request.
+ *
+ * Rows are predicted independently by the regressors served here, so a request's answer does not
+ * depend on what it was batched with. Should a batch fail, each of its requests is run alone,
+ * so one request's failure is its own.
+ */
+export class PredictionBatcher {
+  readonly #options: BatchingOptions;
+  readonly #pending = new Map<ModelVersion, Batch>();
+
+  constructor(options: BatchingOptions) {
+    this.#options = options;
+  }
+
+  /** A ModelRunner on the event loop that batches what it can; requests with a context run alone. */
+  readonly run: ModelRunner = (model, input, context, deadline) => {
+    if (context !== undefined || input.rows >= this.#options.maxRows) {
+      return runInThread(model, input, context, deadline);
+    }
+    return new Promise<Matrix>((resolve, reject) => {
+      let batch = this.#pending.get(model);
+      if (batch !== undefined && batch.rows + input.rows > this.#options.maxRows) {
+        this.#flush(batch);
+        batch = undefined;
+      }
+      if (batch === undefined) batch = this.#open(model);
+      batch.waiting.push({ input, resolve, reject });
+      batch.rows += input.rows;
+    });
+  };
+
+  #open(model: ModelVersion): Batch {
+    const batch: Batch = { model, waiting: [], rows: 0 };
+    this.#pending.set(model, batch);
+    const flush = () => this.#flush(batch);
+    const { maxDelayUs } = this.#options;
+    if (maxDelayUs === 0) setImmediate(flush);
+    else setTimeout(flush, maxDelayUs / 1000);
+    return batch;
+  }
+
+  #flush(batch: Batch): void {
+    // Flushed already, for being full: this is its timer going off.
+    if (this.#pending.get(batch.model) !== batch) return;
+    this.#pending.delete(batch.model);
+    void runBatch(batch);
+  }
+}
+
+async function runBatch({ model, waiting }: Batch): Promise<void> {
+  const [only] = waiting;
+  if (waiting.length === 1 && only !== undefined) {
+    await settle(only, model);
+    return;
+  }
+  let results: Matrix[];
+  try {
+    const stacked = stackRows(waiting.map((w) => w.input));
+    results = splitRows(
+      await model.model.predict(stacked),
+      waiting.map((w) => w.input.rows),
+    );
+  } catch {
+    await Promise.all(waiting.map((w) => settle(w, model)));
+    return;
+  }
+  waiting.forEach((w, i) => {
+    w.resolve(results[i] as Matrix);
+  });
+}
+
+async function settle(waiting: Waiting, model: ModelVersion): Promise<void> {
+  try {
+    waiting.resolve(await model.model.predict(waiting.input));
+  } catch (error) {
+    waiting.reject(error);
+  }
+}
+
+/** The matrices, all as wide, one under the other. */
+export function stackRows(matrices: readonly Matrix[]): Matrix {
+  const cols = matrices[0]?.cols ?? 0;
+  let rows = 0;
+  for (const matrix of matrices) {
+    if (matrix.cols !== cols) throw new Error(`cannot stack a ${matrix.cols}-column matrix under ${cols} columns`);
+    rows += matrix.rows;
+  }
+  const data = matrices.every((m) => m.data instanceof Float32Array)
+    ? new Float32Array(rows * cols)
+    : new Float64Array(rows * cols);
+  let at = 0;
+  for (const matrix of matrices) {
+    data.set(matrix.data.subarray(0, matrix.rows * cols), at);
+    at += matrix.rows * cols;
+  }
+  return { data, rows, cols };
+}
+
+/** Cuts a matrix into consecutive blocks of the given row counts (each with its own copy of the data). */
+export function splitRows(matrix: Matrix, rowCounts: readonly number[]): Matrix[] {
+  const total = rowCounts.reduce((sum, rows) => sum + rows, 0);
+  if (matrix.rows !== total) throw new Error(`the model returned ${matrix.rows} rows for ${total}`);
+  const { cols } = matrix;
+  let at = 0;
+  return rowCounts.map((rows) => {
+    const data = matrix.data.slice(at * cols, (at + rows) * cols);
+    at += rows;
+    return { data, rows, cols };
+  });
+}
