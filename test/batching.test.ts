@@ -40,22 +40,22 @@ describe('dynamic batching', () => {
     async (model) => {
       const requests = Array.from({ length: 12 }, (_, i) => pods(1 + (i % 5), 1 + i / 7));
       const alone = await startApp({ BATCH_MAX_ROWS: '0' });
-      const expected = [];
+      const expected: number[][] = [];
       for (const instances of requests) expected.push((await predict(alone, model, instances)).json().predictions);
 
       const app = await startApp();
-      const model_ = watch(app, model);
+      const calls = watch(app, model);
       const answers = await Promise.all(requests.map((instances) => predict(app, model, instances)));
       expect(answers.map((a) => a.statusCode)).toEqual(requests.map(() => 200));
       const predictions = answers.map((a) => a.json().predictions as number[]);
-      predictions.forEach((values, i) => {
+      for (const [i, values] of predictions.entries()) {
         const wanted = expected[i] as number[];
         expect(values).toHaveLength(wanted.length);
-        values.forEach((value, j) => expect(value).toBeCloseTo(wanted[j] as number, 4));
-      });
-      const calls = model_.calls();
-      expect(calls.length).toBeLessThan(requests.length);
-      expect(calls.reduce((sum, rows) => sum + rows, 0)).toBe(requests.reduce((sum, r) => sum + r.length, 0));
+        for (const [j, value] of values.entries()) expect(value).toBeCloseTo(wanted[j] as number, 4);
+      }
+      const made = calls.calls();
+      expect(made.length).toBeLessThan(requests.length);
+      expect(made.reduce((sum, rows) => sum + rows, 0)).toBe(requests.reduce((sum, r) => sum + r.length, 0));
     },
   );
 
