@@ -15,7 +15,9 @@
  * else autocannon) at BENCH_CONNECTIONS connections for BENCH_SECONDS per round, in alternating
  * rounds (baseline, server, baseline, server, …) so drift and noise hit both alike. Reported: the
  * median over rounds of req/s, p50 and p99, and the median of each round pair's req/s ratio.
- * The server's RSS is read from /proc after the warm-up and after the run.
+ * The server's RSS is read from /proc after the warm-up and after the run. At 50 connections a
+ * closed loop queues: mean latency is 50 ÷ req/s (Little's law), whatever the server adds; so the
+ * linear-8 case is also run at BENCH_LIGHT_CONNECTIONS (1) for the latency of a request alone.
  *
  * Then two scenarios (ids for BENCH_CASES too):
  *   ping-under-csv        /ping p99 from a thread of its own, one ping every 5 ms, while a 6 MB CSV
@@ -37,8 +39,9 @@
  * BENCH_CONNECTIONS (50), BENCH_CASES (comma-separated case and scenario ids; all by default),
  * BENCH_LOAD (autocannon: use it even when wrk is there), BENCH_SERVER (source: run src/ through
  * tsx), BENCH_SCENARIO_SECONDS (10), BENCH_LARGE_REQUESTS (10), BENCH_CSV_BYTES (6000000),
- * BENCH_CPU_PROF (true: the server runs with --cpu-prof, its profile under
- * bench/results/throughput-<stamp>-cpu/).
+ * BENCH_LIGHT_CONNECTIONS (1), BENCH_SERVER_ENV (space-separated NAME=value settings for the
+ * server, to measure what one costs: "METRICS_ENABLED=false", "BATCH_MAX_ROWS=0"), BENCH_CPU_PROF
+ * (true: the server runs with --cpu-prof, its profile under bench/results/throughput-<stamp>-cpu/).
  *
  * The 2-core machine runs the server, the baseline and the load generator at once; that is why the
  * ratios, not the absolute req/s, are the result, and why wrk runs one thread.
@@ -97,6 +100,21 @@ interface Settings {
   scenarioSeconds: number;
   largeRequests: number;
   csvBytes: number;
+  /** Connections for the light-load latency row (the linear-8 case, no queueing to speak of). */
+  lightConnections: number;
+  /** Extra environment for the server, to measure what a setting costs (METRICS_ENABLED=false, say). */
+  serverEnv: Record<string, string>;
+}
+
+/** BENCH_SERVER_ENV: space-separated NAME=value pairs. */
+function serverEnv(raw: string | undefined): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const pair of (raw ?? '').split(/\s+/).filter(Boolean)) {
+    const match = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(pair);
+    if (match === null) throw new Error(`BENCH_SERVER_ENV holds "${pair}", not NAME=value`);
+    env[match[1] as string] = match[2] as string;
+  }
+  return env;
 }
 
 function settings(): Settings {
@@ -114,6 +132,8 @@ function settings(): Settings {
     scenarioSeconds: Math.round(setting('BENCH_SCENARIO_SECONDS', 10, 2)),
     largeRequests: Math.round(setting('BENCH_LARGE_REQUESTS', 10, 1)),
     csvBytes: Math.round(setting('BENCH_CSV_BYTES', 6_000_000, 1000)),
+    lightConnections: Math.round(setting('BENCH_LIGHT_CONNECTIONS', 1, 1)),
+    serverEnv: serverEnv(process.env.BENCH_SERVER_ENV),
   };
 }
 
@@ -474,7 +494,7 @@ interface SwapScenario {
  */
 async function predictDuringSwaps(load: LoadGenerator, item: Case, config: Settings): Promise<SwapScenario> {
   const setup = await swapRepository(LINEAR);
-  const server = await ServerProcess.start({ env: setup.env, built: config.built });
+  const server = await ServerProcess.start({ env: { ...config.serverEnv, ...setup.env }, built: config.built });
   try {
     const target = { port: server.port, path: item.path, headers: item.headers, body: item.body };
     await checkAnswer(server.port, 'the swapping server', item, true);
@@ -520,14 +540,15 @@ async function run(context: BenchContext): Promise<Record<string, unknown>> {
   );
   out(
     `server: ${config.built ? 'dist/server.js (built now)' : 'src/server.ts (tsx)'}, LOG_LEVEL=warn, shipped models, ` +
-      'other settings at their defaults; server, baseline and load generator share this machine',
+      `${Object.keys(config.serverEnv).length === 0 ? 'other settings at their defaults' : `BENCH_SERVER_ENV ${JSON.stringify(config.serverEnv)}`}; ` +
+      'server, baseline and load generator share this machine',
   );
   if (config.built) await build();
 
   const profileDir = path.join(context.resultsDir, `${NAME}-${context.stamp}-cpu`);
   const nodeFlags = config.cpuProfile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
   const [server, baseline] = await Promise.all([
-    ServerProcess.start({ env: {}, nodeFlags, built: config.built }),
+    ServerProcess.start({ env: config.serverEnv, nodeFlags, built: config.built }),
     BaselineProcess.start(),
   ]);
   const results: CaseResult[] = [];
@@ -535,6 +556,7 @@ async function run(context: BenchContext): Promise<Record<string, unknown>> {
   let rssAfterRun: Memory | undefined;
   let baselineRss: Memory | undefined;
   let rssAfterPing: Memory | undefined;
+  let light: { baseline: LoadResult; server: LoadResult } | undefined;
   let ping: PingScenario | undefined;
   let swaps: SwapScenario | undefined;
   try {
@@ -591,6 +613,13 @@ async function run(context: BenchContext): Promise<Record<string, unknown>> {
           .map((r) => `${fmt(r.server.requestsPerSecond, 0)}/${fmt(r.baseline.requestsPerSecond, 0)}`)
           .join(', ')}`,
       );
+    }
+    const linear8 = selected.find((c) => c.id === 'linear-8');
+    if (linear8 !== undefined) {
+      light = {
+        baseline: await load.run(target(linear8, false), config.lightConnections, config.seconds),
+        server: await load.run(target(linear8, true), config.lightConnections, config.seconds),
+      };
     }
     rssAfterRun = await memory(server.child.pid, server.port);
     baselineRss = await memory(baseline.child.pid, undefined);
@@ -660,6 +689,15 @@ async function run(context: BenchContext): Promise<Record<string, unknown>> {
       `after the run ${fmt(rssAfterRun?.rssMb)} MB, peak ${fmt(rssAfterRun?.peakRssMb)} MB; ` +
       `baseline after the run ${fmt(baselineRss?.rssMb)} MB`,
   );
+  if (light !== undefined) {
+    out(
+      `light load (linear-8 at ${config.lightConnections} connection${config.lightConnections === 1 ? '' : 's'}, no ` +
+        `queueing): server p50 ${fmt(light.server.p50Ms, 2)}, p99 ${fmt(light.server.p99Ms, 2)} ms ` +
+        `(${light.server.p99Ms <= P99_TARGET_MS ? 'met' : 'MISSED'}: ≤ ${P99_TARGET_MS} ms), ` +
+        `${fmt(light.server.requestsPerSecond, 0)} req/s; baseline p50 ${fmt(light.baseline.p50Ms, 2)}, ` +
+        `p99 ${fmt(light.baseline.p99Ms, 2)} ms, ${fmt(light.baseline.requestsPerSecond, 0)} req/s`,
+    );
+  }
   if (ping !== undefined) {
     out(
       `/ping every ${PING_INTERVAL_MS} ms while a ${fmt(ping.csvBytes / 1e6)} MB CSV (${ping.csvRows} rows) is scored ` +
@@ -697,6 +735,7 @@ async function run(context: BenchContext): Promise<Record<string, unknown>> {
       swapP99Factor: SWAP_P99_FACTOR,
     },
     cases: results,
+    lightLoad: light,
     pingUnderCsv: ping,
     predictDuringSwaps: swaps,
     memory: {
