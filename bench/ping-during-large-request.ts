@@ -25,21 +25,13 @@ import { loopbackRequest } from '../scripts/lib/loopback.js';
 import { FEATURES } from '../scripts/synthetic-pods.js';
 import { type Large, largeRequests, LARGE_MODELS as MODELS, podsCsv, postLarge, startPinger } from './lib/large-csv.js';
 import { cpuSnapshot, otherCores } from './lib/machine.js';
-import { type BenchContext, type Benchmark, isMain, runBenchmark } from './lib/runner.js';
+import { type BenchContext, type Benchmark, runIfMain, setting } from './lib/runner.js';
 import { ServerProcess } from './lib/server.js';
 import { correctedForOmission, fmt, round, type Summary, summarize } from './lib/stats.js';
 
 const NAME = 'ping-during-large-request';
 const LIMIT_MS = 50;
 const MEBIBYTE = 1024 * 1024;
-
-function setting(name: string, fallback: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value < min) throw new Error(`${name} must be a number ≥ ${min} (got "${raw}")`);
-  return value;
-}
 
 interface Settings {
   largeRequests: number;
@@ -348,12 +340,4 @@ const benchmark: Benchmark = {
 
 export default benchmark;
 
-if (isMain(import.meta.url)) {
-  runBenchmark(benchmark).then(
-    () => process.exit(0),
-    (error: unknown) => {
-      process.stderr.write(`bench ${NAME}: ${(error as Error).stack ?? String(error)}\n`);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, benchmark);

@@ -3,7 +3,7 @@ import type { Matrix } from './matrix.js';
 import type { ModelVersion } from './registry/loader.js';
 
 export interface BatchingOptions {
-  /** A batch is run once it holds this many rows; requests this large run alone. */
+  /** A batch is run as soon as it holds this many rows; requests this large run alone. */
   maxRows: number;
   /**
    * How long the first request of a batch waits for others, in microseconds. 0: only requests that
@@ -30,21 +30,26 @@ interface Batch {
  * the same fixed overhead (onnxruntime's session run, a tfjs graph execution) whatever its rows, so
  * under load that overhead is paid once per batch instead of once per request.
  *
- * Rows are predicted independently by the regressors served here, so a request's answer does not
- * depend on what it was batched with. Should a batch fail, each of its requests is run alone,
- * so one request's failure is its own.
+ * This assumes a model predicts each row independently, as the regressors served here do (the
+ * shipped models answer bit for bit the same batched or alone); a model whose rows affect each
+ * other must be served with batching off (BATCH_MAX_ROWS=0). Should a batched call fail, each of
+ * its requests is run alone, so one request's failure is its own, and the version is not batched
+ * again (a model with a fixed batch size fails every batch): the caller is told once.
  */
 export class PredictionBatcher {
   readonly #options: BatchingOptions;
   readonly #pending = new Map<ModelVersion, Batch>();
+  readonly #unbatchable = new WeakSet<ModelVersion>();
+  readonly #onBatchFailure: (model: ModelVersion, error: unknown) => void;
 
-  constructor(options: BatchingOptions) {
+  constructor(options: BatchingOptions, onBatchFailure: (model: ModelVersion, error: unknown) => void = () => {}) {
     this.#options = options;
+    this.#onBatchFailure = onBatchFailure;
   }
 
   /** A ModelRunner on the event loop that batches what it can; requests with a context run alone. */
   readonly run: ModelRunner = (model, input, context, deadline) => {
-    if (context !== undefined || input.rows >= this.#options.maxRows) {
+    if (context !== undefined || input.rows >= this.#options.maxRows || this.#unbatchable.has(model)) {
       return runInThread(model, input, context, deadline);
     }
     return new Promise<Matrix>((resolve, reject) => {
@@ -56,6 +61,7 @@ export class PredictionBatcher {
       if (batch === undefined) batch = this.#open(model);
       batch.waiting.push({ input, resolve, reject });
       batch.rows += input.rows;
+      if (batch.rows >= this.#options.maxRows) this.#flush(batch);
     });
   };
 
@@ -73,30 +79,34 @@ export class PredictionBatcher {
     // Flushed already, for being full: this is its timer going off.
     if (this.#pending.get(batch.model) !== batch) return;
     this.#pending.delete(batch.model);
-    void runBatch(batch);
+    void this.#runBatch(batch);
   }
-}
 
-async function runBatch({ model, waiting }: Batch): Promise<void> {
-  const [only] = waiting;
-  if (waiting.length === 1 && only !== undefined) {
-    await settle(only, model);
-    return;
+  async #runBatch({ model, waiting }: Batch): Promise<void> {
+    const [only] = waiting;
+    if (waiting.length === 1 && only !== undefined) {
+      await settle(only, model);
+      return;
+    }
+    let results: Matrix[];
+    try {
+      const stacked = stackRows(waiting.map((w) => w.input));
+      results = splitRows(
+        await model.model.predict(stacked),
+        waiting.map((w) => w.input.rows),
+      );
+    } catch (error) {
+      if (!this.#unbatchable.has(model)) {
+        this.#unbatchable.add(model);
+        this.#onBatchFailure(model, error);
+      }
+      await Promise.all(waiting.map((w) => settle(w, model)));
+      return;
+    }
+    waiting.forEach((w, i) => {
+      w.resolve(results[i] as Matrix);
+    });
   }
-  let results: Matrix[];
-  try {
-    const stacked = stackRows(waiting.map((w) => w.input));
-    results = splitRows(
-      await model.model.predict(stacked),
-      waiting.map((w) => w.input.rows),
-    );
-  } catch {
-    await Promise.all(waiting.map((w) => settle(w, model)));
-    return;
-  }
-  waiting.forEach((w, i) => {
-    w.resolve(results[i] as Matrix);
-  });
 }
 
 async function settle(waiting: Waiting, model: ModelVersion): Promise<void> {

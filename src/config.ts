@@ -170,6 +170,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.METRICS_PORT === port) {
     throw new ConfigError(`invalid configuration:\n  METRICS_PORT: must differ from the app's port (${port})`);
   }
+  // A batch waits with its versions held: past either of these, its requests would fail (504, or a
+  // version freed under them) for waiting alone.
+  const batchWaitLimitMs = Math.min(e.DRAIN_TIMEOUT_MS ?? e.REQUEST_TIMEOUT_MS, e.REQUEST_TIMEOUT_MS);
+  if (e.BATCH_MAX_ROWS > 0 && e.BATCH_MAX_DELAY_US > 0 && e.BATCH_MAX_DELAY_US / 1000 >= batchWaitLimitMs) {
+    throw new ConfigError(
+      `invalid configuration:\n  BATCH_MAX_DELAY_US: must be below DRAIN_TIMEOUT_MS and REQUEST_TIMEOUT_MS (${batchWaitLimitMs} ms)`,
+    );
+  }
   const maxBodyBytes = e.MAX_BODY_BYTES ?? (e.SAGEMAKER_MAX_PAYLOAD_IN_MB ?? 6) * MEBIBYTE;
   return {
     port,

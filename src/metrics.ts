@@ -104,7 +104,7 @@ export class ServiceMetrics implements RegistryEvents {
     });
     this.#inferenceSeconds = new LeanHistogram(
       'wattserve_inference_duration_seconds',
-      'Time the model itself took to predict one request, by model, version and backend',
+      'Time from handing a request to the model to its answer (with batching, the batch wait and the whole batched call), by model, version and backend',
       ['model', 'version', 'backend'],
       INFERENCE_SECONDS,
       this.registry,

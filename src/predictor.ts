@@ -75,8 +75,15 @@ export class Predictor {
     // A request with no body at all has none (Fastify parses nothing): decode it as empty.
     const body = Buffer.isBuffer(raw) ? raw : Buffer.alloc(0);
     const large = body.length > workerBytesThreshold || this.#isLarge(estimateRows(media.type, body));
-    if (pool === undefined || !large) return decodePrediction(media, body.toString('utf8'), limits);
-    return withDeadline(pool.decode(media, body, limits, wallClock(deadline)), deadline);
+    if (pool?.usable !== true || !large) return decodePrediction(media, body.toString('utf8'), limits);
+    const length = body.length;
+    try {
+      return await withDeadline(pool.decode(media, body, limits, wallClock(deadline)), deadline);
+    } catch (error) {
+      // The threads failed to start under this request: its body never left (a moved one is empty).
+      if (!(error instanceof WorkerUnavailable) || body.length !== length) throw error;
+      return decodePrediction(media, body.toString('utf8'), limits);
+    }
   }
 
   /** The answer in the response media type: a large one encoded in a worker thread (result moves there). */
@@ -87,8 +94,14 @@ export class Predictor {
     deadline: number,
   ): Promise<string | object | Buffer> {
     const { pool } = this.#options;
-    if (pool === undefined || !this.#isLarge(result.rows)) return encodePrediction(model, result, type);
-    return withDeadline(pool.encode(model, result, type, wallClock(deadline)), deadline);
+    if (pool?.usable !== true || !this.#isLarge(result.rows)) return encodePrediction(model, result, type);
+    const length = result.data.length;
+    try {
+      return await withDeadline(pool.encode(model, result, type, wallClock(deadline)), deadline);
+    } catch (error) {
+      if (!(error instanceof WorkerUnavailable) || result.data.length !== length) throw error;
+      return encodePrediction(model, result, type);
+    }
   }
 
   #isLarge(rows: number): boolean {
@@ -98,7 +111,7 @@ export class Predictor {
   predict(request: PredictionRequest, observer: PredictionObserver | undefined, deadline: number): Promise<Prediction> {
     const { pool, inFlight, batcher } = this.#options;
     const run =
-      pool === undefined || !this.#isLarge(request.matrix.rows) || request.context !== undefined
+      pool?.usable !== true || !this.#isLarge(request.matrix.rows) || request.context !== undefined
         ? (batcher?.run ?? runInThread)
         : this.#inWorker(pool);
     return predict(this.registry, request, { observer, deadline, inFlight, run });
@@ -112,7 +125,8 @@ export class Predictor {
       } catch (error) {
         if (!(error instanceof WorkerUnavailable)) throw error;
         // Requests that were already on their way to a worker fail the same way: warn once.
-        if (!this.#inThreadOnly.has(model)) {
+        // (Threads that cannot start at all are logged by the pool, and used no more.)
+        if (pool.usable && !this.#inThreadOnly.has(model)) {
           this.#inThreadOnly.add(model);
           this.#options.log.warn(
             { model: model.name, version: model.version, reason: error.message },

@@ -3,7 +3,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { splitRows, stackRows } from '../src/batching.js';
 import { loadConfig } from '../src/config.js';
 import type { Matrix } from '../src/matrix.js';
-import { LINEAR, MLP, PODS, startApp } from './helpers.js';
+import { captureLogs, LINEAR, MLP, PODS, startApp } from './helpers.js';
 
 /** `count` different pods, scaled from the example ones. */
 function pods(count: number, scale: number): number[][] {
@@ -50,8 +50,8 @@ describe('dynamic batching', () => {
       const predictions = answers.map((a) => a.json().predictions as number[]);
       for (const [i, values] of predictions.entries()) {
         const wanted = expected[i] as number[];
-        expect(values).toHaveLength(wanted.length);
-        for (const [j, value] of values.entries()) expect(value).toBeCloseTo(wanted[j] as number, 4);
+        // Bit for bit: a row's answer does not depend on the rows it was batched with.
+        expect(values).toEqual(wanted);
       }
       const made = calls.calls();
       expect(made.length).toBeLessThan(requests.length);
@@ -69,8 +69,9 @@ describe('dynamic batching', () => {
     expect(model.calls()).toContain(25);
   });
 
-  it('runs the requests of a failed batch one by one: only the failing one gets its 500', async () => {
-    const app = await startApp();
+  it('runs the requests of a failed batch one by one (only the failing one gets its 500), and batches that version no more', async () => {
+    const { lines, logStream } = captureLogs();
+    const app = await startApp({ LOG_LEVEL: 'warn' }, { logStream });
     const model = watch(app, LINEAR);
     const poisoned = pods(3, 1000);
     // The backend fails on any input holding the poisoned rows, batched or alone.
@@ -79,6 +80,25 @@ describe('dynamic batching', () => {
     const answers = await Promise.all(requests.map((instances) => predict(app, LINEAR, instances)));
     expect(answers.map((a) => a.statusCode)).toEqual([200, 500, 200]);
     expect(answers[1]?.json().error.code).toBe('prediction_failed');
+    // One batched call of all 7 rows, then each request alone.
+    expect(model.calls()).toEqual([7, 2, 3, 2]);
+    const warnings = lines.filter((line) => String(line.msg).startsWith('a batched prediction failed'));
+    expect(warnings).toEqual([expect.objectContaining({ model: LINEAR, version: 1 })]);
+
+    model.failWhen(() => false);
+    await Promise.all([1, 2].map((scale) => predict(app, LINEAR, pods(2, scale))));
+    expect(model.calls().slice(4)).toEqual([2, 2]);
+  });
+
+  it('runs a batch as soon as it is full, without waiting out BATCH_MAX_DELAY_US', async () => {
+    const app = await startApp({ BATCH_MAX_ROWS: '10', BATCH_MAX_DELAY_US: '1000000' });
+    const model = watch(app, LINEAR);
+    const started = performance.now();
+    const answers = await Promise.all([1, 2].map((scale) => predict(app, LINEAR, pods(5, scale))));
+    expect(answers.map((a) => a.statusCode)).toEqual([200, 200]);
+    expect(model.calls()).toEqual([10]);
+    // Waiting for the timer would take the whole second.
+    expect(performance.now() - started).toBeLessThan(900);
   });
 
   it('is off with BATCH_MAX_ROWS=0: one model call per request', async () => {
@@ -109,6 +129,17 @@ describe('BATCH_MAX_ROWS and BATCH_MAX_DELAY_US', () => {
   it('refuse a delay over a second, and negative numbers', () => {
     expect(() => loadConfig({ BATCH_MAX_DELAY_US: '1000001' })).toThrow(/BATCH_MAX_DELAY_US/);
     expect(() => loadConfig({ BATCH_MAX_ROWS: '-1' })).toThrow(/BATCH_MAX_ROWS/);
+  });
+
+  it('refuse a delay that a request or a retired version could not wait out', () => {
+    expect(() => loadConfig({ BATCH_MAX_DELAY_US: '50000', DRAIN_TIMEOUT_MS: '50' })).toThrow(
+      /BATCH_MAX_DELAY_US: must be below DRAIN_TIMEOUT_MS and REQUEST_TIMEOUT_MS \(50 ms\)/,
+    );
+    expect(() => loadConfig({ BATCH_MAX_DELAY_US: '100000', REQUEST_TIMEOUT_MS: '100' })).toThrow(/BATCH_MAX_DELAY_US/);
+    expect(loadConfig({ BATCH_MAX_DELAY_US: '40000', DRAIN_TIMEOUT_MS: '50' }).batching?.maxDelayUs).toBe(40000);
+    expect(
+      loadConfig({ BATCH_MAX_ROWS: '0', BATCH_MAX_DELAY_US: '100000', REQUEST_TIMEOUT_MS: '100' }).batching,
+    ).toBeUndefined();
   });
 });
 

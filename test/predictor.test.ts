@@ -1,8 +1,13 @@
-import { utimes } from 'node:fs/promises';
+import { mkdtemp, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { describe, expect, it, vi } from 'vitest';
+import { InFlightLimit } from '../src/in-flight.js';
 import type { Matrix } from '../src/matrix.js';
+import { Predictor } from '../src/predictor.js';
+import { PredictionPool } from '../src/workers/pool.js';
 import { captureLogs, FEATURES, LINEAR, MLP, makeRepository, PODS, startApp } from './helpers.js';
 
 /** `count` plausible pods, each a little different. */
@@ -145,6 +150,37 @@ describe('large requests in worker threads', () => {
     const nested = [...pods(39), [[1]]] as unknown as number[][];
     const deep = await predict(await startApp({ ...workers, MAX_JSON_DEPTH: '3' }), LINEAR, nested);
     expect(deep.json().error).toMatchObject({ code: 'json_too_deep', field: 'body' });
+  });
+
+  it('run on the event loop, same answers, when the threads cannot start at all', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'wattserve-broken-worker-'));
+    const broken = path.join(dir, 'worker.mjs');
+    await writeFile(broken, "throw new Error('the native addon does not load');\n");
+    const app = await startApp();
+    const failures: Error[] = [];
+    const predictor = new Predictor(app.models, {
+      limits: app.config.limits,
+      inFlight: new InFlightLimit(10, 5),
+      pool: new PredictionPool(1, 5, (error) => failures.push(error), pathToFileURL(broken)),
+      workerRowsThreshold: 10,
+      workerBytesThreshold: 1_000_000,
+      requestTimeoutMs: 10_000,
+      log: app.log,
+    });
+    const media = { type: 'text/csv', header: false } as const;
+    const rows = pods(40);
+    const deadline = predictor.deadline(0);
+    const request = await predictor.decode(media, Buffer.from(csv(rows)), deadline);
+    const { model, result } = await predictor.predict({ ...request, model: LINEAR }, undefined, deadline);
+    const encoded = await predictor.encode(model, result, 'text/csv', deadline);
+    const inThread = await app.inject({
+      method: 'POST',
+      url: '/invocations',
+      headers: { 'content-type': 'text/csv', accept: 'text/csv', 'x-amzn-sagemaker-target-model': LINEAR },
+      payload: csv(rows),
+    });
+    expect(String(encoded)).toBe(inThread.body);
+    expect(failures).toHaveLength(1);
   });
 
   it('fall back to the event loop when a worker cannot load the version as it was loaded', async () => {

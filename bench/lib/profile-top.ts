@@ -1,7 +1,7 @@
 /**
  * The functions with the most self time in V8 .cpuprofile files (node --cpu-prof), summed by
- * function, file and line across the files given, with the main thread's idle time left out of
- * the shares.
+ * function, file and line, for each file given (one per thread), with idle time left out of the
+ * shares.
  *
  * Run: `npx tsx bench/lib/profile-top.ts <file.cpuprofile | dir>… [--top N]`
  */

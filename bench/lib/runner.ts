@@ -84,3 +84,24 @@ export function isMain(moduleUrl: string): boolean {
   const entry = process.argv[1];
   return entry !== undefined && path.resolve(entry) === fileURLToPath(moduleUrl);
 }
+
+/** A benchmark's numeric setting from the environment: the fallback when unset or empty. */
+export function setting(name: string, fallback: number, min: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min) throw new Error(`${name} must be a number ≥ ${min} (got "${raw}")`);
+  return value;
+}
+
+/** Runs the benchmark when its module is the one node was started with, and exits with 0 or 1. */
+export function runIfMain(moduleUrl: string, bench: Benchmark): void {
+  if (!isMain(moduleUrl)) return;
+  runBenchmark(bench).then(
+    () => process.exit(0),
+    (error: unknown) => {
+      process.stderr.write(`bench ${bench.name}: ${(error as Error).stack ?? String(error)}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -97,10 +97,11 @@ function powersByComponent(outputs: readonly string[], result: Matrix): Record<s
 }
 
 /**
- * The value rounded to 8 significant digits, as Number(value.toPrecision(8)) would give it but
+ * The value rounded to 8 significant digits, as Number(value.toPrecision(8)) gives it, mostly
  * without going through a string (which cost half of a 100-pod Kepler request's CPU): an integer
  * divided by a power of ten is the double nearest the 8-digit decimal. Values from 1e7 up, where
- * the scale would be a fraction, take the string route; watts are never that large.
+ * the scale would be a fraction, and values within a millionth of a digit of a tie take the string
+ * route; watts are never that large, and ties are rare.
  */
 export function eightDigits(value: number): number {
   const magnitude = Math.abs(value);
@@ -109,7 +110,11 @@ export function eightDigits(value: number): number {
   let exponent = 6;
   while ((POWERS_OF_TEN[exponent + 15] as number) > magnitude) exponent--;
   const scale = POWERS_OF_TEN[7 - exponent + 15] as number;
-  return Math.round(value * scale) / scale;
+  const scaled = value * scale;
+  // Near a tie the product's own rounding decides the digit (and Math.round takes halves up,
+  // toPrecision away from zero): those few go the string way, which rounds the stored value.
+  if (Math.abs(scaled - Math.floor(scaled) - 0.5) < 1e-6) return Number(value.toPrecision(8));
+  return Math.round(scaled) / scale;
 }
 
 /** 10^-15 … 10^22, exact where a double can be (from 10^0 up), at index exponent + 15. */

@@ -16,14 +16,26 @@ export default fp(
   async function predictor(app: FastifyInstance) {
     const { config } = app;
     const pool =
-      config.workerThreads > 0 ? new PredictionPool(config.workerThreads, config.retryAfterSeconds) : undefined;
+      config.workerThreads > 0
+        ? new PredictionPool(config.workerThreads, config.retryAfterSeconds, (error) =>
+            app.log.error({ err: error }, 'the worker threads cannot start: large requests run on the event loop'),
+          )
+        : undefined;
     app.decorate(
       'predictor',
       new Predictor(app.models, {
         limits: config.limits,
         inFlight: new InFlightLimit(config.maxConcurrentPerModel, config.retryAfterSeconds),
         pool,
-        batcher: config.batching === undefined ? undefined : new PredictionBatcher(config.batching),
+        batcher:
+          config.batching === undefined
+            ? undefined
+            : new PredictionBatcher(config.batching, (model, error) =>
+                app.log.warn(
+                  { model: model.name, version: model.version, err: error },
+                  'a batched prediction failed: this version is no longer batched, its requests run one by one',
+                ),
+              ),
         workerRowsThreshold: config.workerRowsThreshold,
         workerBytesThreshold: config.workerBytesThreshold,
         requestTimeoutMs: config.requestTimeoutMs,

@@ -16,7 +16,10 @@ const WORKER = import.meta.url.endsWith('.ts')
 /** Large requests that may wait for a thread, per thread; more are answered 503 overloaded. */
 const QUEUED_PER_THREAD = 16;
 
-/** The model could not be loaded in a worker as the event loop has it: compute on the event loop instead. */
+/**
+ * The model could not be loaded in a worker as the event loop has it, or the threads cannot start:
+ * compute on the event loop instead.
+ */
 export class WorkerUnavailable extends Error {
   override name = 'WorkerUnavailable';
 }
@@ -25,25 +28,46 @@ export class WorkerUnavailable extends Error {
  * Worker threads for large requests: they decode the body, run the model and encode the answer, so
  * the event loop stays free for /ping and small requests. Arrays move between threads, never
  * copied; what is sent is no longer usable by the sender. Threads start with the first large
- * request, not with the server: a thread holds its own runtimes and models (about 50 MB), which a
+ * request, not with the server: a thread holds its own runtimes and models (about 45 MB), which a
  * Kepler sidecar that never sees a large request should not pay for. Once started they are never
  * stopped under a task (that would throw away the models they loaded): a task that starts past its
  * deadline does nothing instead.
  */
 export class PredictionPool {
   readonly #pool: Piscina<WorkerTask, WorkerReply>;
+  /** Why the threads cannot run (their module failed to start): then everything runs on the event loop. */
+  #failure: Error | undefined;
+  /** Tasks given to piscina and not settled: a thread that fails to start leaves its queue unsettled. */
+  readonly #pending = new Set<(error: Error) => void>();
 
   constructor(
     readonly threads: number,
     readonly retryAfterSeconds: number,
+    /** Told once, should the threads fail to start. */
+    onFailure: (error: Error) => void = () => {},
+    worker: URL = WORKER,
   ) {
     this.#pool = new Piscina({
-      filename: WORKER.href,
+      filename: worker.href,
       minThreads: 0,
       maxThreads: threads,
       maxQueue: threads * QUEUED_PER_THREAD,
       idleTimeout: Number.POSITIVE_INFINITY,
     });
+    // Started with the first large request, a thread that cannot start fails then, not at boot:
+    // its error must not be an uncaught exception, and what waits for it must not wait forever.
+    this.#pool.on('error', (error: Error) => {
+      if (this.#failure !== undefined) return;
+      this.#failure = new WorkerUnavailable(`the worker threads cannot start: ${error.message}`);
+      for (const reject of this.#pending) reject(this.#failure);
+      this.#pending.clear();
+      onFailure(error);
+    });
+  }
+
+  /** False once the threads have failed to start. */
+  get usable(): boolean {
+    return this.#failure === undefined;
   }
 
   /** Deadlines are Date.now() times here: performance.now() differs between threads. */
@@ -86,11 +110,19 @@ export class PredictionPool {
   }
 
   async #run(task: WorkerTask, arrays: ArrayBufferView[]): Promise<WorkerReply> {
+    if (this.#failure !== undefined) throw this.#failure;
     const transferList = arrays.map((array) => array.buffer as ArrayBuffer);
     let reply: WorkerReply;
+    let reject: ((error: Error) => void) | undefined;
+    const failed = new Promise<never>((_resolve, rejectWith) => {
+      reject = rejectWith;
+    });
+    const stop = reject as (error: Error) => void;
+    this.#pending.add(stop);
     try {
-      reply = await this.#pool.run(task, { transferList });
+      reply = await Promise.race([this.#pool.run(task, { transferList }), failed]);
     } catch (error) {
+      if (error instanceof WorkerUnavailable) throw error;
       if ((error as Error).message !== 'Task queue is at limit') throw error;
       throw new ApiError(
         'overloaded',
@@ -98,6 +130,8 @@ export class PredictionPool {
         undefined,
         this.retryAfterSeconds,
       );
+    } finally {
+      this.#pending.delete(stop);
     }
     if (reply.kind === 'expired') throw deadlineExceeded();
     if (reply.kind === 'refused') {

@@ -1,7 +1,11 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type DecodeLimits, decodePrediction } from '../../src/codecs/prediction.js';
 import { ApiError } from '../../src/errors.js';
-import { PredictionPool } from '../../src/workers/pool.js';
+import { PredictionPool, WorkerUnavailable } from '../../src/workers/pool.js';
 import { ownBuffer } from '../../src/workers/tasks.js';
 
 const LIMITS: DecodeLimits = { maxRows: 1000, maxColumns: 10, maxJsonDepth: 8, maxCsvLineBytes: 1000 };
@@ -49,5 +53,22 @@ describe('the worker pool', () => {
     expect(late).toMatchObject({ code: 'deadline_exceeded', statusCode: 504 });
     const request = await pool.decode(CSV, body('1,2\n'), LIMITS, Date.now() + 10_000);
     expect(request.matrix.rows).toBe(1);
+  });
+});
+
+describe('threads that cannot start', () => {
+  it('fail the requests waiting for them as unavailable (not an uncaught error), once, and then every request', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'wattserve-broken-worker-'));
+    const broken = path.join(dir, 'worker.mjs');
+    await writeFile(broken, "throw new Error('the native addon does not load');\n");
+    const failures: Error[] = [];
+    pool = new PredictionPool(1, 5, (error) => failures.push(error), pathToFileURL(broken));
+    expect(pool.usable).toBe(true);
+    const waiting = pool.decode(CSV, body('1,2\n'), LIMITS, Date.now() + 10_000).catch((e: unknown) => e);
+    expect(await waiting).toBeInstanceOf(WorkerUnavailable);
+    expect(pool.usable).toBe(false);
+    const later = await pool.decode(CSV, body('1,2\n'), LIMITS, Date.now() + 10_000).catch((e: unknown) => e);
+    expect(later).toBeInstanceOf(WorkerUnavailable);
+    expect(failures.map((error) => error.message)).toEqual(['the native addon does not load']);
   });
 });
