@@ -33,8 +33,9 @@ interface Batch {
  * This assumes a model predicts each row independently, as the regressors served here do (the
  * shipped models answer bit for bit the same batched or alone); a model whose rows affect each
  * other must be served with batching off (BATCH_MAX_ROWS=0). Should a batched call fail, each of
- * its requests is run alone, so one request's failure is its own, and the version is not batched
- * again (a model with a fixed batch size fails every batch): the caller is told once.
+ * its requests is run alone, so one request's failure is its own; if they all succeed alone, the
+ * version is not batched again (a model with a fixed batch size fails every batch), and the caller
+ * is told once.
  */
 export class PredictionBatcher {
   readonly #options: BatchingOptions;
@@ -96,11 +97,13 @@ export class PredictionBatcher {
         waiting.map((w) => w.input.rows),
       );
     } catch (error) {
-      if (!this.#unbatchable.has(model)) {
+      const alone = await Promise.all(waiting.map((w) => settle(w, model)));
+      // Every request succeeding alone puts the fault on batching itself (a fixed batch size, say),
+      // not on one request's rows.
+      if (alone.every(Boolean) && !this.#unbatchable.has(model)) {
         this.#unbatchable.add(model);
         this.#onBatchFailure(model, error);
       }
-      await Promise.all(waiting.map((w) => settle(w, model)));
       return;
     }
     waiting.forEach((w, i) => {
@@ -109,11 +112,14 @@ export class PredictionBatcher {
   }
 }
 
-async function settle(waiting: Waiting, model: ModelVersion): Promise<void> {
+/** Runs one request alone and settles it; whether it succeeded. */
+async function settle(waiting: Waiting, model: ModelVersion): Promise<boolean> {
   try {
     waiting.resolve(await model.model.predict(waiting.input));
+    return true;
   } catch (error) {
     waiting.reject(error);
+    return false;
   }
 }
 

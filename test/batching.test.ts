@@ -69,9 +69,8 @@ describe('dynamic batching', () => {
     expect(model.calls()).toContain(25);
   });
 
-  it('runs the requests of a failed batch one by one (only the failing one gets its 500), and batches that version no more', async () => {
-    const { lines, logStream } = captureLogs();
-    const app = await startApp({ LOG_LEVEL: 'warn' }, { logStream });
+  it('runs the requests of a failed batch one by one: only the failing one gets its 500', async () => {
+    const app = await startApp();
     const model = watch(app, LINEAR);
     const poisoned = pods(3, 1000);
     // The backend fails on any input holding the poisoned rows, batched or alone.
@@ -80,14 +79,27 @@ describe('dynamic batching', () => {
     const answers = await Promise.all(requests.map((instances) => predict(app, LINEAR, instances)));
     expect(answers.map((a) => a.statusCode)).toEqual([200, 500, 200]);
     expect(answers[1]?.json().error.code).toBe('prediction_failed');
-    // One batched call of all 7 rows, then each request alone.
+    // One batched call of all 7 rows, then each request alone; the fault was one request's, so
+    // the version is still batched.
     expect(model.calls()).toEqual([7, 2, 3, 2]);
+    await Promise.all([1, 2].map((scale) => predict(app, LINEAR, pods(2, scale))));
+    expect(model.calls().slice(4)).toEqual([4]);
+  });
+
+  it('stops batching a version whose batched calls fail where lone ones succeed, and says so once', async () => {
+    const { lines, logStream } = captureLogs();
+    const app = await startApp({ LOG_LEVEL: 'warn' }, { logStream });
+    const model = watch(app, LINEAR);
+    // A model that takes at most 3 rows a call, as one exported with a fixed batch size would.
+    model.failWhen((input) => input.rows > 3);
+    const first = await Promise.all([2, 3, 2].map((rows) => predict(app, LINEAR, pods(rows, 1))));
+    expect(first.map((a) => a.statusCode)).toEqual([200, 200, 200]);
+    expect(model.calls()).toEqual([7, 2, 3, 2]);
+    const again = await Promise.all([2, 2].map((rows) => predict(app, LINEAR, pods(rows, 2))));
+    expect(again.map((a) => a.statusCode)).toEqual([200, 200]);
+    expect(model.calls().slice(4)).toEqual([2, 2]);
     const warnings = lines.filter((line) => String(line.msg).startsWith('a batched prediction failed'));
     expect(warnings).toEqual([expect.objectContaining({ model: LINEAR, version: 1 })]);
-
-    model.failWhen(() => false);
-    await Promise.all([1, 2].map((scale) => predict(app, LINEAR, pods(2, scale))));
-    expect(model.calls().slice(4)).toEqual([2, 2]);
   });
 
   it('runs a batch as soon as it is full, without waiting out BATCH_MAX_DELAY_US', async () => {
