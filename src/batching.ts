@@ -22,7 +22,12 @@ interface Batch {
   readonly model: ModelVersion;
   readonly waiting: Waiting[];
   rows: number;
+  /** What flushes it when it does not fill up: cleared when it does, so it does not hold the batch. */
+  timer?: NodeJS.Immediate | NodeJS.Timeout;
 }
+
+/** Batched calls that failed in a row, each request then succeeding alone, before a version is run alone for good. */
+const FAILURES_BEFORE_UNBATCHED = 3;
 
 /**
  * Dynamic batching: concurrent requests to one model version are stacked into one matrix and
@@ -33,14 +38,15 @@ interface Batch {
  * This assumes a model predicts each row independently, as the regressors served here do (the
  * shipped models answer bit for bit the same batched or alone); a model whose rows affect each
  * other must be served with batching off (BATCH_MAX_ROWS=0). Should a batched call fail, each of
- * its requests is run alone, so one request's failure is its own; if they all succeed alone, the
- * version is not batched again (a model with a fixed batch size fails every batch), and the caller
- * is told once.
+ * its requests is run alone, so one request's failure is its own; if they all succeed alone, three
+ * batched calls in a row, the version is not batched again (a model with a fixed batch size fails
+ * every batch), and the caller is told once.
  */
 export class PredictionBatcher {
   readonly #options: BatchingOptions;
   readonly #pending = new Map<ModelVersion, Batch>();
   readonly #unbatchable = new WeakSet<ModelVersion>();
+  readonly #failedInARow = new WeakMap<ModelVersion, number>();
   readonly #onBatchFailure: (model: ModelVersion, error: unknown) => void;
 
   constructor(options: BatchingOptions, onBatchFailure: (model: ModelVersion, error: unknown) => void = () => {}) {
@@ -71,15 +77,15 @@ export class PredictionBatcher {
     this.#pending.set(model, batch);
     const flush = () => this.#flush(batch);
     const { maxDelayUs } = this.#options;
-    if (maxDelayUs === 0) setImmediate(flush);
-    else setTimeout(flush, maxDelayUs / 1000);
+    batch.timer = maxDelayUs === 0 ? setImmediate(flush) : setTimeout(flush, maxDelayUs / 1000);
     return batch;
   }
 
   #flush(batch: Batch): void {
-    // Flushed already, for being full: this is its timer going off.
     if (this.#pending.get(batch.model) !== batch) return;
     this.#pending.delete(batch.model);
+    if (this.#options.maxDelayUs === 0) clearImmediate(batch.timer as NodeJS.Immediate);
+    else clearTimeout(batch.timer as NodeJS.Timeout);
     void this.#runBatch(batch);
   }
 
@@ -96,11 +102,15 @@ export class PredictionBatcher {
         await model.model.predict(stacked),
         waiting.map((w) => w.input.rows),
       );
+      this.#failedInARow.delete(model);
     } catch (error) {
       const alone = await Promise.all(waiting.map((w) => settle(w, model)));
-      // Every request succeeding alone puts the fault on batching itself (a fixed batch size, say),
-      // not on one request's rows.
-      if (alone.every(Boolean) && !this.#unbatchable.has(model)) {
+      // Every request succeeding alone, again and again, puts the fault on batching itself (a
+      // fixed batch size, say), not on one request's rows or a passing failure.
+      if (!alone.every(Boolean)) return;
+      const failures = (this.#failedInARow.get(model) ?? 0) + 1;
+      this.#failedInARow.set(model, failures);
+      if (failures >= FAILURES_BEFORE_UNBATCHED && !this.#unbatchable.has(model)) {
         this.#unbatchable.add(model);
         this.#onBatchFailure(model, error);
       }

@@ -86,20 +86,36 @@ describe('dynamic batching', () => {
     expect(model.calls().slice(4)).toEqual([4]);
   });
 
-  it('stops batching a version whose batched calls fail where lone ones succeed, and says so once', async () => {
+  it('stops batching a version whose batched calls fail three times in a row where lone ones succeed, and says so once', async () => {
     const { lines, logStream } = captureLogs();
     const app = await startApp({ LOG_LEVEL: 'warn' }, { logStream });
     const model = watch(app, LINEAR);
     // A model that takes at most 3 rows a call, as one exported with a fixed batch size would.
     model.failWhen((input) => input.rows > 3);
-    const first = await Promise.all([2, 3, 2].map((rows) => predict(app, LINEAR, pods(rows, 1))));
-    expect(first.map((a) => a.statusCode)).toEqual([200, 200, 200]);
-    expect(model.calls()).toEqual([7, 2, 3, 2]);
-    const again = await Promise.all([2, 2].map((rows) => predict(app, LINEAR, pods(rows, 2))));
+    const warnings = () => lines.filter((line) => String(line.msg).startsWith('a batched prediction failed'));
+    for (let round = 1; round <= 3; round++) {
+      const answers = await Promise.all([2, 3, 2].map((rows) => predict(app, LINEAR, pods(rows, round))));
+      expect(answers.map((a) => a.statusCode)).toEqual([200, 200, 200]);
+      expect(model.calls().slice(-4)).toEqual([7, 2, 3, 2]);
+      expect(warnings()).toHaveLength(round === 3 ? 1 : 0);
+    }
+    const again = await Promise.all([2, 2].map((rows) => predict(app, LINEAR, pods(rows, 4))));
     expect(again.map((a) => a.statusCode)).toEqual([200, 200]);
-    expect(model.calls().slice(4)).toEqual([2, 2]);
-    const warnings = lines.filter((line) => String(line.msg).startsWith('a batched prediction failed'));
-    expect(warnings).toEqual([expect.objectContaining({ model: LINEAR, version: 1 })]);
+    expect(model.calls().slice(12)).toEqual([2, 2]);
+    expect(warnings()).toEqual([expect.objectContaining({ model: LINEAR, version: 1 })]);
+  });
+
+  it('keeps batching a version whose batched call failed once and then succeeded', async () => {
+    const app = await startApp();
+    const model = watch(app, LINEAR);
+    let failures = 1;
+    model.failWhen((input) => input.rows > 3 && failures-- > 0);
+    for (let round = 1; round <= 4; round++) {
+      const answers = await Promise.all([2, 2].map((rows) => predict(app, LINEAR, pods(rows, round))));
+      expect(answers.map((a) => a.statusCode)).toEqual([200, 200]);
+    }
+    // The first batch failed and ran alone; every later pair shared one call.
+    expect(model.calls()).toEqual([4, 2, 2, 4, 4, 4]);
   });
 
   it('runs a batch as soon as it is full, without waiting out BATCH_MAX_DELAY_US', async () => {

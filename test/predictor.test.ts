@@ -161,7 +161,12 @@ describe('large requests in worker threads', () => {
     const predictor = new Predictor(app.models, {
       limits: app.config.limits,
       inFlight: new InFlightLimit(10, 5),
-      pool: new PredictionPool(1, 5, (error) => failures.push(error), pathToFileURL(broken)),
+      pool: new PredictionPool(
+        1,
+        5,
+        (error, startFailed) => startFailed && failures.push(error),
+        pathToFileURL(broken),
+      ),
       workerRowsThreshold: 10,
       workerBytesThreshold: 1_000_000,
       requestTimeoutMs: 10_000,

@@ -17,8 +17,10 @@ export default fp(
     const { config } = app;
     const pool =
       config.workerThreads > 0
-        ? new PredictionPool(config.workerThreads, config.retryAfterSeconds, (error) =>
-            app.log.error({ err: error }, 'the worker threads cannot start: large requests run on the event loop'),
+        ? new PredictionPool(config.workerThreads, config.retryAfterSeconds, (error, startFailed) =>
+            startFailed
+              ? app.log.error({ err: error }, 'the worker threads cannot start: large requests run on the event loop')
+              : app.log.error({ err: error }, 'a worker thread failed'),
           )
         : undefined;
     app.decorate(

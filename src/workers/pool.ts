@@ -43,8 +43,11 @@ export class PredictionPool {
   constructor(
     readonly threads: number,
     readonly retryAfterSeconds: number,
-    /** Told once, should the threads fail to start. */
-    onFailure: (error: Error) => void = () => {},
+    /**
+     * Told of the pool's errors: `startFailed` when no thread has ever started (then once, and the
+     * pool is unusable from then on); else a started thread failed and piscina replaces it.
+     */
+    onError: (error: Error, startFailed: boolean) => void = () => {},
     worker: URL = WORKER,
   ) {
     this.#pool = new Piscina({
@@ -56,12 +59,22 @@ export class PredictionPool {
     });
     // Started with the first large request, a thread that cannot start fails then, not at boot:
     // its error must not be an uncaught exception, and what waits for it must not wait forever.
+    let started = false;
+    this.#pool.on('workerCreate', () => {
+      started = true;
+    });
     this.#pool.on('error', (error: Error) => {
+      if (started) {
+        onError(error, false);
+        return;
+      }
       if (this.#failure !== undefined) return;
       this.#failure = new WorkerUnavailable(`the worker threads cannot start: ${error.message}`);
       for (const reject of this.#pending) reject(this.#failure);
       this.#pending.clear();
-      onFailure(error);
+      // piscina keeps the tasks queued for a thread that never came, with their bodies: drop them.
+      this.#pool.destroy().catch(() => {});
+      onError(error, true);
     });
   }
 

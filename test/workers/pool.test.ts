@@ -62,7 +62,7 @@ describe('threads that cannot start', () => {
     const broken = path.join(dir, 'worker.mjs');
     await writeFile(broken, "throw new Error('the native addon does not load');\n");
     const failures: Error[] = [];
-    pool = new PredictionPool(1, 5, (error) => failures.push(error), pathToFileURL(broken));
+    pool = new PredictionPool(1, 5, (error, startFailed) => startFailed && failures.push(error), pathToFileURL(broken));
     expect(pool.usable).toBe(true);
     const waiting = pool.decode(CSV, body('1,2\n'), LIMITS, Date.now() + 10_000).catch((e: unknown) => e);
     expect(await waiting).toBeInstanceOf(WorkerUnavailable);
@@ -70,5 +70,8 @@ describe('threads that cannot start', () => {
     const later = await pool.decode(CSV, body('1,2\n'), LIMITS, Date.now() + 10_000).catch((e: unknown) => e);
     expect(later).toBeInstanceOf(WorkerUnavailable);
     expect(failures.map((error) => error.message)).toEqual(['the native addon does not load']);
+    // What piscina had queued for the thread that never came is dropped, bodies and all.
+    const queued = Array.from({ length: 5 }, () => pool?.decode(CSV, body('1,2\n'), LIMITS, Date.now() + 10_000));
+    for (const task of queued) await expect(task).rejects.toBeInstanceOf(WorkerUnavailable);
   });
 });
