@@ -61,7 +61,7 @@ async function wrkVersion(): Promise<string | undefined> {
 export async function loadGenerator(): Promise<LoadGenerator> {
   const version = process.env.BENCH_LOAD === 'autocannon' ? undefined : await wrkVersion();
   if (version !== undefined) return wrkGenerator(version);
-  return autocannonGenerator();
+  return autocannonGenerator(process.env.BENCH_LOAD === 'autocannon' ? 'BENCH_LOAD=autocannon' : 'wrk not on PATH');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -168,12 +168,12 @@ type Autocannon = (options: {
   body: Buffer;
 }) => Promise<AutocannonResult>;
 
-async function autocannonGenerator(): Promise<LoadGenerator> {
+async function autocannonGenerator(why: string): Promise<LoadGenerator> {
   const specifier = 'autocannon';
   const module = (await import(specifier)) as { default: Autocannon };
   const autocannon = module.default;
   return {
-    name: 'autocannon (in this process; wrk not on PATH)',
+    name: `autocannon (in this process; ${why}; latencies in whole ms)`,
     async run(target, connections, seconds) {
       const result = await autocannon({
         url: `http://${LOOPBACK_HOST}:${target.port}${target.path}`,
