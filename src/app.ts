@@ -16,6 +16,7 @@ import securityHeaders from './plugins/security-headers.js';
 import keplerEstimatorProtocol from './protocols/kepler-estimator.js';
 import keplerModelServerProtocol from './protocols/kepler-model-server.js';
 import nativeProtocol from './protocols/native.js';
+import openInferenceProtocol from './protocols/open-inference.js';
 import sagemakerProtocol from './protocols/sagemaker.js';
 import { nodeServerOptions } from './server-options.js';
 
@@ -83,6 +84,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(predictor);
   await app.register(nativeProtocol);
   await app.register(sagemakerProtocol);
+  await app.register(openInferenceProtocol, { prefix: '/v2' });
   await app.register(keplerEstimatorProtocol);
   await app.register(keplerModelServerProtocol);
   await app.register(keplerSocket);

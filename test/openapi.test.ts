@@ -339,7 +339,83 @@ describe('real answers match openapi.yaml', () => {
 
   it('readiness when a model that should serve does not', async () => {
     const app = await startApp({ DEFAULT_MODEL: 'missing' });
-    const cases: Case[] = [{ route: 'GET /ping', url: '/ping', status: 503 }];
+    const cases: Case[] = [
+      { route: 'GET /ping', url: '/ping', status: 503 },
+      { route: 'GET /v2/health/ready', url: '/v2/health/ready', status: 503 },
+    ];
+    expect(await conformance.run(app, cases)).toEqual([]);
+  });
+
+  it('Open Inference Protocol (/v2) routes, successes and errors', async () => {
+    const app = await startApp({ MAX_BODY_BYTES: '65536' });
+    /** The 2-D layout: one tensor [rows, features], data flat. */
+    const matrixInput = (rows: number[][]) => ({
+      name: 'input',
+      shape: [rows.length, rows[0]?.length ?? 0],
+      datatype: 'FP32',
+      data: rows.flat(),
+    });
+    /** The per-feature layout: one tensor of shape [rows] per feature. */
+    const featureInputs = (names: readonly string[], rows: number[][], datatype: string) =>
+      names.map((name, col) => ({ name, shape: [rows.length], datatype, data: rows.map((row) => row[col]) }));
+    const KEPLER_FEATURES = ['bpf_cpu_time_ms', 'bpf_page_cache_hit'];
+    const body = { id: '1', inputs: [matrixInput(PODS)] };
+    const perFeature = { inputs: featureInputs(KEPLER_FEATURES, [[50000, 12]], 'INT64'), outputs: [{ name: 'dram' }] };
+    const cases: Case[] = [
+      { route: 'GET /v2', url: '/v2', status: 200 },
+      { route: 'GET /v2/health/live', url: '/v2/health/live', status: 200 },
+      { route: 'GET /v2/health/ready', url: '/v2/health/ready', status: 200 },
+      { route: 'GET /v2/models/{name}', url: `/v2/models/${KEPLER}`, status: 200 },
+      { route: 'GET /v2/models/{name}', url: '/v2/models/nope', status: 404 },
+      { route: 'GET /v2/models/{name}/versions/{version}', url: `/v2/models/${MLP}/versions/1`, status: 200 },
+      { route: 'GET /v2/models/{name}/versions/{version}', url: `/v2/models/${MLP}/versions/2`, status: 404 },
+      { route: 'GET /v2/models/{name}/ready', url: `/v2/models/${LINEAR}/ready`, status: 200 },
+      { route: 'GET /v2/models/{name}/ready', url: '/v2/models/nope/ready', status: 404 },
+      {
+        route: 'GET /v2/models/{name}/versions/{version}/ready',
+        url: `/v2/models/${LINEAR}/versions/1/ready`,
+        status: 200,
+      },
+      {
+        route: 'GET /v2/models/{name}/versions/{version}/ready',
+        url: `/v2/models/${LINEAR}/versions/5/ready`,
+        status: 404,
+      },
+      { route: 'POST /v2/models/{name}/infer', url: `/v2/models/${LINEAR}/infer`, status: 200, payload: body },
+      { route: 'POST /v2/models/{name}/infer', url: `/v2/models/${KEPLER}/infer`, status: 200, payload: perFeature },
+      {
+        route: 'POST /v2/models/{name}/infer',
+        url: `/v2/models/${LINEAR}/infer`,
+        status: 400,
+        payload: { inputs: [] },
+      },
+      { route: 'POST /v2/models/{name}/infer', url: '/v2/models/nope/infer', status: 404, payload: body },
+      {
+        route: 'POST /v2/models/{name}/infer',
+        url: `/v2/models/${LINEAR}/infer`,
+        status: 413,
+        payload: { inputs: [matrixInput(Array(3000).fill(PODS[0]))] },
+      },
+      {
+        route: 'POST /v2/models/{name}/infer',
+        url: `/v2/models/${LINEAR}/infer`,
+        status: 415,
+        headers: { 'content-type': 'text/csv' },
+        payload: '1,2\n',
+      },
+      {
+        route: 'POST /v2/models/{name}/versions/{version}/infer',
+        url: `/v2/models/${MLP}/versions/1/infer`,
+        status: 200,
+        payload: body,
+      },
+      {
+        route: 'POST /v2/models/{name}/versions/{version}/infer',
+        url: `/v2/models/${MLP}/versions/7/infer`,
+        status: 404,
+        payload: body,
+      },
+    ];
     expect(await conformance.run(app, cases)).toEqual([]);
   });
 

@@ -8,7 +8,7 @@ import { ApiError } from '../errors.js';
  * Routes served whatever the load: liveness (a busy pod must not be killed for being busy) and
  * the metrics (an overloaded pod must not go unobserved).
  */
-const ALWAYS_SERVED = new Set(['/live', '/metrics']);
+const ALWAYS_SERVED = new Set(['/live', '/v2/health/live', '/metrics']);
 
 /**
  * Admin routes served under pressure: reads, and the cheap actions that are the remedies for it
