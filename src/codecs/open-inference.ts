@@ -67,7 +67,7 @@ export interface ModelMetadata {
   platform: string;
   inputs: TensorMetadata[];
   outputs: TensorMetadata[];
-  parameters: { version: string; features: string[]; outputs: string[] };
+  parameters: { version: string; features: string; outputs: string };
 }
 
 /** What metadata needs to know of a model version. */
@@ -85,10 +85,21 @@ const PLATFORMS: Record<BackendName, string> = {
   kepler: 'kepler',
 };
 
-/** onnx and tfjs models compute in float32; Kepler's formulas in float64. */
-export function outputDatatypeOf(backend: BackendName): OutputDatatype {
+/** The input datatype a model computes in: float32 for onnx and tfjs, float64 for Kepler's formulas. */
+export function inputDatatypeOf(backend: BackendName): OutputDatatype {
   return backend === 'kepler' ? 'FP64' : 'FP32';
 }
+
+/**
+ * Answers are always FP64: JSON numbers are doubles, a float32 result is exactly one, and a model
+ * may answer float32 or float64 (or integers) whatever its backend, so one datatype keeps the
+ * metadata and every answer in agreement.
+ */
+export const OUTPUT_DATATYPE: OutputDatatype = 'FP64';
+
+/** Longest tensor or output name taken: names are echoed in error messages. */
+const MAX_NAME_LENGTH = 256;
+const INT64_LIMIT = 2 ** 63;
 
 /**
  * Model metadata: one input tensor `input` of shape [-1, features], one output tensor per model
@@ -96,14 +107,18 @@ export function outputDatatypeOf(backend: BackendName): OutputDatatype {
  * in `parameters.features`.
  */
 export function modelMetadata(model: DescribedModel, versions: readonly number[]): ModelMetadata {
-  const datatype = outputDatatypeOf(model.backend);
   return {
     name: model.name,
     versions: [...versions].sort((a, b) => a - b).map(String),
     platform: PLATFORMS[model.backend],
-    inputs: [{ name: MATRIX_INPUT, datatype, shape: [-1, model.features.length] }],
-    outputs: model.outputs.map((name) => ({ name, datatype, shape: [-1] })),
-    parameters: { version: String(model.version), features: [...model.features], outputs: [...model.outputs] },
+    inputs: [{ name: MATRIX_INPUT, datatype: inputDatatypeOf(model.backend), shape: [-1, model.features.length] }],
+    outputs: model.outputs.map((name) => ({ name, datatype: OUTPUT_DATATYPE, shape: [-1] })),
+    // Parameter values are strings, numbers or booleans in the protocol: names comma-separated.
+    parameters: {
+      version: String(model.version),
+      features: model.features.join(','),
+      outputs: model.outputs.join(','),
+    },
   };
 }
 
@@ -121,7 +136,7 @@ export function parseInferenceRequest(body: unknown, limits: MatrixLimits): Infe
   const id = fields.id;
   if (id !== undefined && typeof id !== 'string') throw new ApiError('invalid_body', 'must be a string', 'id');
   checkParameters(fields.parameters, 'parameters');
-  const outputs = parseOutputNames(fields.outputs);
+  const outputs = parseOutputNames(fields.outputs, limits);
   const inputs = fields.inputs;
   if (inputs === undefined) throw new ApiError('invalid_body', 'is required', 'inputs');
   if (!Array.isArray(inputs) || inputs.length === 0) {
@@ -149,10 +164,8 @@ function readTensorHeader(value: unknown, field: string): TensorHeader {
   }
   const tensor = value as Record<string, unknown>;
   refuseUnknown(tensor, INPUT_FIELDS, `${field}.`);
-  const { name, shape, datatype, data } = tensor;
-  if (typeof name !== 'string' || name === '') {
-    throw new ApiError('invalid_body', 'must be a non-empty string', `${field}.name`);
-  }
+  const { shape, datatype, data } = tensor;
+  const name = checkedName(tensor.name, `${field}.name`);
   if (!Array.isArray(shape) || shape.some((d) => typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0)) {
     throw new ApiError('invalid_body', 'must be an array of non-negative integers', `${field}.shape`);
   }
@@ -160,7 +173,7 @@ function readTensorHeader(value: unknown, field: string): TensorHeader {
   if (!(INPUT_DATATYPES as readonly string[]).includes(datatype)) {
     throw new ApiError(
       'invalid_body',
-      `unsupported datatype ${JSON.stringify(datatype)}; use one of ${INPUT_DATATYPES.join(', ')}`,
+      `unsupported datatype ${JSON.stringify(datatype.slice(0, 40))}; use one of ${INPUT_DATATYPES.join(', ')}`,
       `${field}.datatype`,
     );
   }
@@ -179,9 +192,7 @@ function matrixTensor(tensor: TensorHeader, limits: MatrixLimits): Matrix {
   checkRowCount(rows, limits.maxRows, `${tensor.field}.shape`);
   checkColumnCount(cols, limits.maxColumns, `${tensor.field}.shape`);
   if (cols === 0) throw new ApiError('empty_matrix', 'the rows hold no values', `${tensor.field}.shape`);
-  const data = new Float64Array(rows * cols);
-  readValues(tensor, data, 0, 1, rows * cols);
-  return { data, rows, cols };
+  return { data: tensorValues(tensor), rows, cols };
 }
 
 function featureTensors(tensors: TensorHeader[], limits: MatrixLimits): { matrix: Matrix; features: string[] } {
@@ -204,62 +215,104 @@ function featureTensors(tensors: TensorHeader[], limits: MatrixLimits): { matrix
       throw new ApiError('ragged_rows', `has ${count} rows where inputs[0] has ${rows}`, `${field}.shape`);
     }
   }
+  // Every tensor read and checked first: nothing as large as the shapes claim is allocated for
+  // data the body does not hold.
+  const columns = tensors.map((tensor) => tensorValues(tensor));
   const cols = tensors.length;
   const height = rows ?? 0;
   const data = new Float64Array(height * cols);
-  tensors.forEach((tensor, col) => {
-    readValues(tensor, data, col, cols, height);
+  columns.forEach((column, col) => {
+    for (let row = 0; row < height; row++) data[row * cols + col] = column[row] as number;
   });
   return { matrix: { data, rows: height, cols }, features: tensors.map((tensor) => tensor.name) };
 }
 
 /**
- * Copies a tensor's data, nested or flat, row-major, into out[offset], out[offset + stride], …:
- * exactly `count` numbers of its datatype, each one within the float32 range.
+ * A tensor's values, row-major: its data either flat, holding exactly as many numbers as its
+ * shape says, or nested exactly as its shape (an array of shape[0] arrays of shape[1] numbers…).
+ * The structure is checked before anything is allocated, so what is allocated is what the body
+ * holds; each value must be a number of the datatype within the float32 range.
  */
-function readValues(tensor: TensorHeader, out: Float64Array, offset: number, stride: number, count: number): void {
-  const { field, datatype, shape } = tensor;
-  let index = 0;
-  const tooMany = () =>
-    new ApiError(
-      'invalid_body',
-      `holds more than the ${count} values its shape [${shape.join(', ')}] says`,
-      `${field}.data`,
-    );
-  const visit = (value: unknown): void => {
-    if (Array.isArray(value)) {
-      for (const item of value) visit(item);
-      return;
-    }
-    if (index >= count) throw tooMany();
-    const at = `${field}.data[${index}]`;
-    if (typeof value !== 'number') throw new ApiError('not_a_number', `must be a number, got ${describe(value)}`, at);
-    if (!fitsFloat32(value)) throw new ApiError('non_finite_value', NON_FINITE_MESSAGE, at);
-    if (datatype === 'INT32' || datatype === 'INT64') {
-      if (!Number.isInteger(value)) throw new ApiError('not_a_number', `must be an integer (${datatype})`, at);
-      if (datatype === 'INT32' && (value < INT32_MIN || value > INT32_MAX)) {
-        throw new ApiError('non_finite_value', 'must be within the INT32 range', at);
-      }
-    }
-    out[offset + index * stride] = value;
-    index++;
-  };
-  if (!Array.isArray(tensor.data)) {
+function tensorValues(tensor: TensorHeader): Float64Array {
+  const { field, shape, data } = tensor;
+  if (!Array.isArray(data)) {
     throw new ApiError('invalid_body', 'must be an array of numbers (flat or nested, row-major)', `${field}.data`);
   }
-  visit(tensor.data);
-  if (index !== count) {
+  const count = shape.reduce((product, size) => product * size, 1);
+  const nested = data.length > 0 && Array.isArray(data[0]);
+  if (!nested && data.length !== count) {
     throw new ApiError(
       'invalid_body',
-      `holds ${index} values where its shape [${shape.join(', ')}] says ${count}`,
+      `holds ${data.length} values where its shape [${shape.join(', ')}] says ${count}`,
       `${field}.data`,
     );
   }
+  if (nested) checkNesting(data, shape, 0, `${field}.data`);
+  const out = new Float64Array(count);
+  let index = 0;
+  const put = (value: unknown) => {
+    out[index] = checkedValue(value, tensor, index);
+    index++;
+  };
+  const visit = (value: unknown[], depth: number) => {
+    for (const item of value) {
+      if (nested && depth < shape.length - 1) visit(item as unknown[], depth + 1);
+      else put(item);
+    }
+  };
+  visit(data, 0);
+  return out;
 }
 
-function parseOutputNames(value: unknown): string[] | undefined {
+/** Nested data must have the tensor's shape: shape[d] items at depth d, numbers only at the last. */
+function checkNesting(value: unknown[], shape: readonly number[], depth: number, field: string): void {
+  if (value.length !== shape[depth]) {
+    throw new ApiError(
+      'invalid_body',
+      `has ${value.length} items at depth ${depth} where the shape [${shape.join(', ')}] says ${shape[depth]}`,
+      field,
+    );
+  }
+  if (depth === shape.length - 1) {
+    const inner = value.findIndex((item) => Array.isArray(item));
+    if (inner !== -1) throw new ApiError('invalid_body', 'is nested deeper than the shape', `${field}[${inner}]`);
+    return;
+  }
+  value.forEach((item, index) => {
+    if (!Array.isArray(item)) {
+      throw new ApiError(
+        'invalid_body',
+        `must be an array (the shape has ${shape.length} dimensions)`,
+        `${field}[${index}]`,
+      );
+    }
+    checkNesting(item, shape, depth + 1, `${field}[${index}]`);
+  });
+}
+
+function checkedValue(value: unknown, tensor: TensorHeader, index: number): number {
+  const { field, datatype } = tensor;
+  const at = `${field}.data[${index}]`;
+  if (typeof value !== 'number') throw new ApiError('not_a_number', `must be a number, got ${describe(value)}`, at);
+  if (!fitsFloat32(value)) throw new ApiError('non_finite_value', NON_FINITE_MESSAGE, at);
+  if (datatype === 'INT32' || datatype === 'INT64') {
+    if (!Number.isInteger(value)) throw new ApiError('not_a_number', `must be an integer (${datatype})`, at);
+    if (datatype === 'INT32' && (value < INT32_MIN || value > INT32_MAX)) {
+      throw new ApiError('non_finite_value', 'must be within the INT32 range', at);
+    }
+    if (datatype === 'INT64' && (value < -INT64_LIMIT || value >= INT64_LIMIT)) {
+      throw new ApiError('non_finite_value', 'must be within the INT64 range', at);
+    }
+  }
+  return value;
+}
+
+function parseOutputNames(value: unknown, limits: MatrixLimits): string[] | undefined {
   if (value === undefined || value === null) return undefined;
   if (!Array.isArray(value)) throw new ApiError('invalid_body', 'must be an array of {name}', 'outputs');
+  // An empty list asks for no particular outputs: all of them, as KServe and Triton read it.
+  if (value.length === 0) return undefined;
+  checkColumnCount(value.length, limits.maxColumns, 'outputs');
   const names = value.map((output, index) => {
     const field = `outputs[${index}]`;
     if (output === null || typeof output !== 'object' || Array.isArray(output)) {
@@ -268,14 +321,21 @@ function parseOutputNames(value: unknown): string[] | undefined {
     const fields = output as Record<string, unknown>;
     refuseUnknown(fields, OUTPUT_FIELDS, `${field}.`);
     checkParameters(fields.parameters, `${field}.parameters`);
-    if (typeof fields.name !== 'string' || fields.name === '') {
-      throw new ApiError('invalid_body', 'must be a non-empty string', `${field}.name`);
-    }
-    return fields.name;
+    return checkedName(fields.name, `${field}.name`);
   });
-  const twice = names.find((name, index) => names.indexOf(name) !== index);
-  if (twice !== undefined) throw new ApiError('invalid_body', `asks for "${twice}" twice`, 'outputs');
+  const seen = new Set<string>();
+  for (const name of names) {
+    if (seen.has(name)) throw new ApiError('invalid_body', `asks for "${name}" twice`, 'outputs');
+    seen.add(name);
+  }
   return names;
+}
+
+function checkedName(name: unknown, field: string): string {
+  if (typeof name !== 'string' || name === '' || name.length > MAX_NAME_LENGTH) {
+    throw new ApiError('invalid_body', `must be a string of 1 to ${MAX_NAME_LENGTH} characters`, field);
+  }
+  return name;
 }
 
 function checkParameters(value: unknown, field: string): void {
@@ -287,7 +347,12 @@ function checkParameters(value: unknown, field: string): void {
 function refuseUnknown(fields: Record<string, unknown>, known: ReadonlySet<string>, prefix: string): void {
   for (const key of Object.keys(fields)) {
     if (!known.has(key)) {
-      throw new ApiError('invalid_body', `unknown field; expected one of ${[...known].join(', ')}`, `${prefix}${key}`);
+      const shown = key.length > 40 ? `${key.slice(0, 40)}…` : key;
+      throw new ApiError(
+        'invalid_body',
+        `unknown field; expected one of ${[...known].join(', ')}`,
+        `${prefix}${shown}`,
+      );
     }
   }
 }
@@ -308,14 +373,14 @@ export function selectOutputs(wanted: readonly string[] | undefined, available: 
   });
 }
 
-/** The answer: one tensor of shape [rows] per selected output, its data float32 or float64 as the model computed. */
+/** The answer: one FP64 tensor of shape [rows] per selected output. */
 export function inferenceResponse(
   model: { readonly name: string; readonly version: number; readonly outputs: readonly string[] },
   result: Matrix,
   columns: readonly number[],
   id: string | undefined,
 ): InferenceResponse {
-  const datatype: OutputDatatype = result.data instanceof Float32Array ? 'FP32' : 'FP64';
+  const datatype = OUTPUT_DATATYPE;
   const { data, rows, cols } = result;
   const outputs = columns.map((column) => {
     const values: number[] = new Array(rows);

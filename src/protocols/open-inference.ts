@@ -84,6 +84,8 @@ export default async function openInferenceProtocol(app: FastifyInstance) {
     const { name } = request.params;
     const version = versionNumber(name, request.params.version);
     const body = parseInferenceRequest(request.body, predictor.limits);
+    // An unknown output is refused before the model runs for it.
+    selectOutputs(body.outputs, servable(name, request.params.version).outputs);
     let prediction: Awaited<ReturnType<typeof predictor.predict>>;
     try {
       prediction = await predictor.predict(

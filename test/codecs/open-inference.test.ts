@@ -10,7 +10,8 @@ import { ApiError } from '../../src/errors.js';
 import { apiErrorOf } from '../helpers.js';
 
 const limits = { maxRows: 4, maxColumns: 3 };
-const parse = (body: unknown) => parseInferenceRequest(body, limits);
+const parse = (body: unknown, given: { maxRows: number; maxColumns: number } = limits) =>
+  parseInferenceRequest(body, given);
 const tensor = (fields: Record<string, unknown> = {}) => ({
   name: 'input',
   shape: [2, 2],
@@ -30,19 +31,59 @@ describe('parseInferenceRequest', () => {
     });
   });
 
-  it('reads nested data as row-major, whatever the nesting', () => {
-    for (const data of [
+  it('reads data nested as its shape, row-major', () => {
+    const nested = [
+      [1, 2],
+      [3, 4],
+    ];
+    expect(Array.from(parse({ inputs: [tensor({ data: nested })] }).matrix.data)).toEqual([1, 2, 3, 4]);
+  });
+
+  it('refuses nested data that does not have the shape: transposed, ragged or deeper', () => {
+    const cases: Array<[unknown, string]> = [
+      // Data of shape [2, 3] (transposed) for a [3, 2] tensor; ragged rows; deeper than the shape; a bare number among rows.
       [
-        [1, 2],
-        [3, 4],
+        [
+          [1, 2, 3],
+          [4, 5, 6],
+        ],
+        'inputs[0].data',
       ],
+      [[[1, 2], [3, 4, 5], [6]], 'inputs[0].data[1]'],
       [
-        [[1], [2]],
-        [3, 4],
+        [
+          [[1], [2]],
+          [3, 4],
+          [5, 6],
+        ],
+        'inputs[0].data[0][0]',
       ],
-    ]) {
-      expect(Array.from(parse({ inputs: [tensor({ data })] }).matrix.data)).toEqual([1, 2, 3, 4]);
+      [[[1, 2], 3, [4, 5]], 'inputs[0].data[1]'],
+    ];
+    for (const [data, field] of cases) {
+      const input = tensor({ shape: [3, 2], data });
+      expect({ data, error: apiErrorOf(() => parse({ inputs: [input] })) }).toEqual({
+        data,
+        error: { code: 'invalid_body', field, status: 400 },
+      });
     }
+  });
+
+  it('allocates nothing for data the body does not hold: a huge shape with little data is refused as it is', () => {
+    const feature = (name: string, data: number[]) => ({ name, shape: [100_000], datatype: 'FP64', data });
+    const inputs = [
+      feature('a', Array(100_000).fill(0)),
+      ...Array.from({ length: 999 }, (_, i) => feature(`f${i}`, [])),
+    ];
+    expect(apiErrorOf(() => parse({ inputs }, { maxRows: 100_000, maxColumns: 1000 }))).toMatchObject({
+      code: 'invalid_body',
+      field: 'inputs[1].data',
+    });
+    expect(
+      apiErrorOf(() =>
+        parse({ inputs: [tensor({ shape: [100_000, 1000], data: [1] })] }, { maxRows: 100_000, maxColumns: 1000 }),
+      ),
+    ).toMatchObject({ code: 'invalid_body', field: 'inputs[0].data' });
   });
 
   it('takes any name for a lone 2-D tensor', () => {
@@ -144,11 +185,11 @@ describe('selectOutputs and inferenceResponse', () => {
     });
   });
 
-  it('answers float32 results as FP32 with the same numbers, and only the outputs selected', () => {
+  it('answers FP64 tensors (float32 results widened exactly), and only the outputs selected', () => {
     const single = { data: Float32Array.from([0.1, 0.2]), rows: 2, cols: 1 };
     const response = inferenceResponse({ ...model, outputs: ['power'] }, single, [0], undefined);
     expect(response).not.toHaveProperty('id');
-    expect(response.outputs).toEqual([{ name: 'power', datatype: 'FP32', shape: [2], data: Array.from(single.data) }]);
+    expect(response.outputs).toEqual([{ name: 'power', datatype: 'FP64', shape: [2], data: Array.from(single.data) }]);
     expect(inferenceResponse(model, result, selectOutputs(['dram'], model.outputs), undefined).outputs).toHaveLength(1);
   });
 
@@ -169,7 +210,7 @@ describe('modelMetadata', () => {
       platform: 'kepler',
       inputs: [{ name: 'input', datatype: 'FP64', shape: [-1, 2] }],
       outputs: [{ name: 'package', datatype: 'FP64', shape: [-1] }],
-      parameters: { version: '2', features: ['a', 'b'], outputs: ['package'] },
+      parameters: { version: '2', features: 'a,b', outputs: 'package' },
     });
   });
 });

@@ -111,8 +111,8 @@ describe('model metadata', () => {
           versions: ['1'],
           platform,
           inputs: [{ name: 'input', datatype, shape: [-1, features.length] }],
-          outputs: outputs.map((output) => ({ name: output, datatype, shape: [-1] })),
-          parameters: { version: '1', features: [...features], outputs },
+          outputs: outputs.map((output) => ({ name: output, datatype: 'FP64', shape: [-1] })),
+          parameters: { version: '1', features: features.join(','), outputs: outputs.join(',') },
         });
       }
     },
@@ -154,6 +154,19 @@ describe('model readiness', () => {
 });
 
 describe('POST /v2/models/{name}/infer', () => {
+  it('refuses an unknown output before the model runs, and answers every output for an empty list', async () => {
+    const app = await startApp();
+    const handle = app.models.acquire(KEPLER);
+    const spy = vi.spyOn(handle.model.model, 'predict');
+    handle.release();
+    const body = { inputs: featureInputs(KEPLER_FEATURES, [[50000, 12]]) };
+    const unknown = await v2Error(await infer(app, KEPLER, { ...body, outputs: [{ name: 'heat' }] }));
+    expect(unknown.status).toBe(400);
+    expect(spy).not.toHaveBeenCalled();
+    const all = await infer(app, KEPLER, { ...body, outputs: [] });
+    expect(all.json().outputs.map((output: { name: string }) => output.name)).toEqual(KEPLER_OUTPUTS);
+  });
+
   it.each([LINEAR, MLP])('answers %s with exactly what /predict answers for the same rows', async (name) => {
     const app = await startApp();
     const expected = await predictions(app, name, PODS);
@@ -162,7 +175,7 @@ describe('POST /v2/models/{name}/infer', () => {
     expect(response.json()).toEqual({
       model_name: name,
       model_version: '1',
-      outputs: [{ name: 'power', datatype: 'FP32', shape: [PODS.length], data: expected.predictions }],
+      outputs: [{ name: 'power', datatype: 'FP64', shape: [PODS.length], data: expected.predictions }],
     });
   });
 
@@ -278,7 +291,7 @@ describe('POST /v2/models/{name}/infer', () => {
       outputs: [{ name: 'power' }],
     });
     expect(response.statusCode).toBe(200);
-    expect(response.json()).toMatchObject({ id: '42', outputs: [{ name: 'power', datatype: 'FP32', shape: [1] }] });
+    expect(response.json()).toMatchObject({ id: '42', outputs: [{ name: 'power', datatype: 'FP64', shape: [1] }] });
   });
 });
 
@@ -298,7 +311,12 @@ describe('/v2 errors are {"error": "<field>: <problem>"} with wattserve statuses
     ['no datatype', one({ datatype: undefined }), 400, 'inputs[0].datatype: is required'],
     ['a negative dimension', one({ shape: [-1, 8] }), 400, 'inputs[0].shape: must be an array of non-negative'],
     ['fewer values than the shape says', one({ shape: [2, 8] }), 400, 'holds 8 values where its shape [2, 8] says 16'],
-    ['more values than the shape says', one({ data: [...pod, ...pod, 1] }), 400, 'more than the 8 values'],
+    [
+      'more values than the shape says',
+      one({ data: [...pod, ...pod, 1] }),
+      400,
+      'holds 17 values where its shape [1, 8] says 8',
+    ],
     ['a string value', one({ data: [...pod.slice(1), 'x'] }), 400, 'inputs[0].data[7]: must be a number'],
     ['a value beyond float32', one({ data: [1e39, ...pod.slice(1)] }), 400, 'inputs[0].data[0]: must be a finite'],
     ['a fraction in INT32', one({ datatype: 'INT32', data: [0.5, ...pod.slice(1)] }), 400, 'must be an integer'],
@@ -314,6 +332,14 @@ describe('/v2 errors are {"error": "<field>: <problem>"} with wattserve statuses
       'twice',
     ],
     ['a 3-D tensor', one({ shape: [1, 8, 1] }), 400, 'inputs[0].shape: has shape [1, 8, 1]'],
+    ['INT64 beyond its range', one({ datatype: 'INT64', data: [2 ** 63, ...pod.slice(1)] }), 400, 'INT64 range'],
+    ['a name too long to echo', one({ name: 'x'.repeat(300) }), 400, 'inputs[0].name: must be a string of 1 to 256'],
+    [
+      'data nested otherwise than its shape',
+      one({ shape: [2, 4], data: [pod.slice(0, 2), pod.slice(2, 4), pod.slice(4, 6), pod.slice(6)] }),
+      400,
+      'inputs[0].data: has 4 items at depth 0 where the shape [2, 4] says 2',
+    ],
   ])('%s: %i', async (_what, payload, status, message) => {
     const app = await startApp();
     const answer = await v2Error(await infer(app, LINEAR, payload));
