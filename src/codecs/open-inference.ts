@@ -312,7 +312,9 @@ function parseOutputNames(value: unknown, limits: MatrixLimits): string[] | unde
   if (!Array.isArray(value)) throw new ApiError('invalid_body', 'must be an array of {name}', 'outputs');
   // An empty list asks for no particular outputs: all of them, as KServe and Triton read it.
   if (value.length === 0) return undefined;
-  checkColumnCount(value.length, limits.maxColumns, 'outputs');
+  if (value.length > limits.maxColumns) {
+    throw new ApiError('invalid_body', `asks for more than ${limits.maxColumns} outputs (MAX_COLUMNS)`, 'outputs');
+  }
   const names = value.map((output, index) => {
     const field = `outputs[${index}]`;
     if (output === null || typeof output !== 'object' || Array.isArray(output)) {
