@@ -18,6 +18,7 @@ import keplerModelServerProtocol from './protocols/kepler-model-server.js';
 import nativeProtocol from './protocols/native.js';
 import openInferenceProtocol from './protocols/open-inference.js';
 import sagemakerProtocol from './protocols/sagemaker.js';
+import tfServingProtocol from './protocols/tf-serving.js';
 import { nodeServerOptions } from './server-options.js';
 
 export interface AppOptions {
@@ -85,6 +86,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(nativeProtocol);
   await app.register(sagemakerProtocol);
   await app.register(openInferenceProtocol, { prefix: '/v2' });
+  await app.register(tfServingProtocol, { prefix: '/v1' });
   await app.register(keplerEstimatorProtocol);
   await app.register(keplerModelServerProtocol);
   await app.register(keplerSocket);

@@ -419,6 +419,72 @@ describe('real answers match openapi.yaml', () => {
     expect(await conformance.run(app, cases)).toEqual([]);
   });
 
+  it('TensorFlow Serving (/v1) routes, successes and errors', async () => {
+    const root = await makeRepository({ 'm/1': { model: LINEAR }, 'm/2': { model: LINEAR } });
+    const app = await startApp({ MODEL_REPOSITORY: root, MAX_BODY_BYTES: '65536' });
+    await app.models.setLabel('m', 'stable', 1);
+    const KEPLER_FEATURES = ['bpf_cpu_time_ms', 'bpf_page_cache_hit'];
+    const keplerApp = await startApp({ MAX_BODY_BYTES: '65536' });
+    const predict = (url: string, status: number, payload: unknown, headers?: Record<string, string>): Case => ({
+      route: `POST ${url
+        .replace(/^\/v1\/models\/[^/]+/, '/v1/models/{name}')
+        .replace(/\/versions\/[^/]+$/, '/versions/{version}')
+        .replace(/\/labels\/[^/]+$/, '/labels/{label}')}`,
+      url,
+      status,
+      payload,
+      ...(headers && { headers }),
+    });
+    const cases: Case[] = [
+      { route: 'GET /v1/models/{name}', url: '/v1/models/m', status: 200 },
+      { route: 'GET /v1/models/{name}', url: '/v1/models/nope', status: 404 },
+      { route: 'GET /v1/models/{name}/versions/{version}', url: '/v1/models/m/versions/2', status: 200 },
+      { route: 'GET /v1/models/{name}/versions/{version}', url: '/v1/models/m/versions/9', status: 404 },
+      { route: 'GET /v1/models/{name}/metadata', url: '/v1/models/m/metadata', status: 200 },
+      { route: 'GET /v1/models/{name}/metadata', url: '/v1/models/nope/metadata', status: 404 },
+      {
+        route: 'GET /v1/models/{name}/versions/{version}/metadata',
+        url: '/v1/models/m/versions/1/metadata',
+        status: 200,
+      },
+      {
+        route: 'GET /v1/models/{name}/versions/{version}/metadata',
+        url: '/v1/models/m/versions/3/metadata',
+        status: 404,
+      },
+      {
+        route: 'GET /v1/models/{name}/labels/{label}/metadata',
+        url: '/v1/models/m/labels/stable/metadata',
+        status: 200,
+      },
+      { route: 'GET /v1/models/{name}/labels/{label}/metadata', url: '/v1/models/m/labels/nope/metadata', status: 404 },
+      { route: 'GET /v1/models/{name}/labels/{label}', url: '/v1/models/m/labels/stable', status: 200 },
+      { route: 'GET /v1/models/{name}/labels/{label}', url: '/v1/models/m/labels/nope', status: 404 },
+      predict('/v1/models/m:predict', 200, { instances: PODS }),
+      predict('/v1/models/m:predict', 200, { signature_name: 'serving_default', inputs: PODS }),
+      predict('/v1/models/m:predict', 400, { instances: PODS, inputs: PODS }),
+      predict('/v1/models/m:predict', 400, { signature_name: 'other', instances: PODS }),
+      predict('/v1/models/nope:predict', 404, { instances: PODS }),
+      predict('/v1/models/m:classify', 404, { instances: PODS }),
+      predict('/v1/models/m:predict', 413, { instances: Array(3000).fill(pod) }),
+      predict('/v1/models/m:predict', 415, '1,2\n', { 'content-type': 'text/csv' }),
+      predict('/v1/models/m/versions/1:predict', 200, { instances: [{ input: pod }] }),
+      predict('/v1/models/m/versions/7:predict', 404, { instances: PODS }),
+      predict('/v1/models/m/labels/stable:predict', 200, { inputs: { input: PODS } }),
+      predict('/v1/models/m/labels/canary:predict', 404, { instances: PODS }),
+    ];
+    expect(await conformance.run(app, cases)).toEqual([]);
+    const kepler: Case[] = [
+      predict(`/v1/models/${KEPLER}:predict`, 200, { instances: [{ bpf_cpu_time_ms: 50000, bpf_page_cache_hit: 12 }] }),
+      predict(`/v1/models/${KEPLER}:predict`, 200, {
+        inputs: Object.fromEntries(KEPLER_FEATURES.map((name) => [name, [50000, 0]])),
+      }),
+      predict(`/v1/models/${KEPLER}:predict`, 400, { instances: [{ bpf_cpu_time_ms: 1, heat: 2 }] }),
+      { route: 'GET /v1/models/{name}/metadata', url: `/v1/models/${KEPLER}/metadata`, status: 200 },
+    ];
+    expect(await conformance.run(keplerApp, kepler)).toEqual([]);
+  });
+
   it('admin routes, through a whole hot swap', async () => {
     const repository = await makeRepository({
       ...versionedEntries('m', [1, 2]),

@@ -16,6 +16,10 @@ declare module 'fastify' {
     /** The model version that answered this request, for its metric labels. */
     servedBy: ModelVersion | undefined;
   }
+  interface FastifyContextConfig {
+    /** The route label in the metrics, when the URL pattern is shared with another method's route. */
+    metricsRoute?: string;
+  }
 }
 
 /** The observer a protocol hands to predict(): records the inference and which model answered. */
@@ -90,8 +94,9 @@ export default fp<{ config: Config }>(
 /** Route pattern, and the model that answered (or '' when none was chosen). */
 function requestLabels(request: FastifyRequest) {
   const model = request.servedBy;
+  const { url, config } = request.routeOptions;
   return {
-    route: request.routeOptions.url ?? 'unmatched',
+    route: config?.metricsRoute ?? url ?? 'unmatched',
     model: model?.name ?? '',
     version: model === undefined ? '' : String(model.version),
   };

@@ -70,7 +70,15 @@ export default async function openInferenceProtocol(app: FastifyInstance) {
 
   const ready = async (request: FastifyRequest<ModelParams>) => {
     const { name } = request.params;
-    servable(name, request.params.version);
+    try {
+      servable(name, request.params.version);
+    } catch (error) {
+      // The protocol answers "not ready" with a 4xx here, whatever the reason.
+      if (error instanceof ApiError && error.code === 'not_ready') {
+        throw new ApiError('unknown_model', `model "${name}" is not ready: ${error.message}`, 'name');
+      }
+      throw error;
+    }
     return { name, ready: true };
   };
   app.get('/models/:name/ready', ready);
@@ -108,6 +116,9 @@ export default async function openInferenceProtocol(app: FastifyInstance) {
     const snapshot = app.models.get(name);
     if (snapshot === undefined) {
       const known = app.models.status().models.some((model) => model.name === name);
+      // Loading, or known with no version available yet: a retry may succeed (503), as on /predict.
+      if (app.models.loading) throw new ApiError('not_ready', 'models are still loading');
+      if (known) throw new ApiError('not_ready', `model "${name}" has no available version`);
       const loaded = app.models
         .list()
         .map((s) => s.name)
