@@ -397,11 +397,6 @@ export function inferenceResponse(
   };
 }
 
-/** The V2 error body: the message, prefixed with the field it concerns. */
-export function errorBody(error: ApiError): { error: string } {
-  return { error: error.field === undefined ? error.message : `${error.field}: ${error.message}` };
-}
-
 function describe(value: unknown): string {
   if (value === null) return 'null';
   if (typeof value === 'string')

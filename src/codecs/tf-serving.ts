@@ -416,11 +416,6 @@ export function splitVerb(segment: string, field: string): string {
   return segment.slice(0, colon);
 }
 
-/** The TF Serving error body: the message, prefixed with the field it concerns. */
-export function errorBody(error: ApiError): { error: string } {
-  return { error: error.field === undefined ? error.message : `${error.field}: ${error.message}` };
-}
-
 /** A client-chosen name as echoed in a message: at most 40 characters. */
 export function shown(name: string): string {
   return name.length > SHOWN ? `${name.slice(0, SHOWN)}…` : name;

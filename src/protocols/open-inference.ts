@@ -2,24 +2,15 @@ import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { parseVersion } from '../codecs/json.js';
 import { parseContentType } from '../codecs/media-types.js';
-import {
-  errorBody,
-  inferenceResponse,
-  modelMetadata,
-  parseInferenceRequest,
-  selectOutputs,
-} from '../codecs/open-inference.js';
+import { inferenceResponse, modelMetadata, parseInferenceRequest, selectOutputs } from '../codecs/open-inference.js';
 import { ApiError } from '../errors.js';
-import { logAndMap } from '../plugins/errors.js';
 import { observerFor } from '../plugins/metrics.js';
 import type { ModelVersion } from '../registry/loader.js';
+import { messageErrorReplies } from './message-errors.js';
 
 const VERSION = (
   JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 ).version;
-
-/** Generic messages for server faults: the cause is in the log, never in the answer. */
-const FAULTS: Record<number, string> = { 500: 'internal error' };
 
 type ModelParams = { Params: { name: string; version?: string } };
 
@@ -31,23 +22,7 @@ type ModelParams = { Params: { name: string; version?: string } };
 export default async function openInferenceProtocol(app: FastifyInstance) {
   const { predictor } = app;
 
-  // Scoped to this plugin: its routes, and the body parsing and hooks that run for them
-  // (invalid or too deep JSON, a body too large, 503 overloaded), answer in the V2 shape.
-  app.setErrorHandler((error, request, reply) => {
-    const mapped = logAndMap(error, request);
-    const apiError =
-      mapped.code === 'unsupported_media_type'
-        ? new ApiError('unsupported_media_type', 'the /v2 routes take application/json', 'content-type')
-        : mapped;
-    if (apiError.retryAfterSeconds !== undefined) reply.header('retry-after', apiError.retryAfterSeconds);
-    const fault = FAULTS[apiError.statusCode];
-    const body = fault === undefined ? errorBody(apiError) : { error: fault };
-    return reply.code(apiError.statusCode).type('application/json').send(body);
-  });
-  app.setNotFoundHandler((request, reply) => {
-    const path = request.url.split('?')[0];
-    return reply.code(404).send({ error: `no route ${request.method} ${path}` });
-  });
+  messageErrorReplies(app, '/v2');
 
   app.get('', async () => ({ name: 'wattserve', version: VERSION, extensions: [] }));
 

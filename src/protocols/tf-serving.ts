@@ -4,7 +4,6 @@ import { parseContentType } from '../codecs/media-types.js';
 import {
   checkFeatureNames,
   columnarResponse,
-  errorBody,
   MAX_NAME_LENGTH,
   modelMetadata,
   modelStatus,
@@ -15,12 +14,9 @@ import {
   splitVerb,
 } from '../codecs/tf-serving.js';
 import { ApiError } from '../errors.js';
-import { logAndMap } from '../plugins/errors.js';
 import { observerFor } from '../plugins/metrics.js';
 import type { ModelVersion } from '../registry/loader.js';
-
-/** Generic messages for server faults: the cause is in the log, never in the answer. */
-const FAULTS: Record<number, string> = { 500: 'internal error' };
+import { messageErrorReplies } from './message-errors.js';
 
 type Params = { Params: { name: string; version?: string; label?: string } };
 
@@ -37,23 +33,7 @@ type Params = { Params: { name: string; version?: string; label?: string } };
 export default async function tfServingProtocol(app: FastifyInstance) {
   const { predictor } = app;
 
-  // Scoped to this plugin: its routes, and the body parsing and hooks that run for them
-  // (invalid or too deep JSON, a body too large, 503 overloaded), answer in TF Serving's shape.
-  app.setErrorHandler((error, request, reply) => {
-    const mapped = logAndMap(error, request);
-    const apiError =
-      mapped.code === 'unsupported_media_type'
-        ? new ApiError('unsupported_media_type', 'the /v1 routes take application/json', 'content-type')
-        : mapped;
-    if (apiError.retryAfterSeconds !== undefined) reply.header('retry-after', apiError.retryAfterSeconds);
-    const fault = FAULTS[apiError.statusCode];
-    const body = fault === undefined ? errorBody(apiError) : { error: fault };
-    return reply.code(apiError.statusCode).type('application/json').send(body);
-  });
-  app.setNotFoundHandler((request, reply) => {
-    const path = request.url.split('?')[0] ?? '';
-    return reply.code(404).send({ error: `no route ${request.method} ${shown(path)}` });
-  });
+  messageErrorReplies(app, '/v1');
 
   const status = async (request: FastifyRequest<Params>) => {
     const { name, label } = request.params;

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import {
-  errorBody,
   inferenceResponse,
   modelMetadata,
   parseInferenceRequest,
   selectOutputs,
 } from '../../src/codecs/open-inference.js';
 import { ApiError } from '../../src/errors.js';
+import { messageErrorBody as errorBody } from '../../src/protocols/message-errors.js';
 import { apiErrorOf } from '../helpers.js';
 
 const limits = { maxRows: 4, maxColumns: 3 };

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { describe, expect, it, vi } from 'vitest';
-import type { Matrix } from '../../src/matrix.js';
 import { captureLogs, FEATURES, KEPLER, LINEAR, MLP, makeRepository, PODS, startApp } from '../helpers.js';
+import { messageError, stall } from './message-errors.js';
 
 const PACKAGE_VERSION = (
   JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -32,35 +32,6 @@ async function predictions(app: FastifyInstance, model: string, instances: numbe
   return response.json() as { predictions: number[] | number[][]; version: number };
 }
 
-/** An answer's status and its whole body, which on /v2 errors is exactly {error: string}. */
-async function v2Error(response: { statusCode: number; json: () => unknown; body: string }) {
-  const body = response.json() as Record<string, unknown>;
-  expect(Object.keys(body)).toEqual(['error']);
-  expect(typeof body.error).toBe('string');
-  expect(response.body).not.toMatch(/\bat .*\.(ts|js):\d+/);
-  return { status: response.statusCode, error: body.error as string };
-}
-
-/** Makes the serving version of a model wait for the returned function (or fail with `fail`). */
-function stall(app: FastifyInstance, model: string, fail?: Error) {
-  const handle = app.models.acquire(model);
-  const loaded = handle.model.model;
-  handle.release();
-  const waiting: Array<() => void> = [];
-  const original = loaded.predict.bind(loaded);
-  const spy = vi.spyOn(loaded, 'predict').mockImplementation((input: Matrix) => {
-    if (fail !== undefined) return Promise.reject(fail);
-    return new Promise<Matrix>((resolve) => waiting.push(() => resolve(original(input))));
-  });
-  return {
-    release: () => {
-      spy.mockRestore();
-      for (const resume of waiting.splice(0)) resume();
-    },
-    calls: () => spy.mock.calls.length,
-  };
-}
-
 describe('GET /v2 and health', () => {
   it('describes the server', async () => {
     const app = await startApp();
@@ -80,7 +51,7 @@ describe('GET /v2 and health', () => {
   it('is live but answers 503 {error} with the reason while a model that should serve does not', async () => {
     const app = await startApp({ DEFAULT_MODEL: 'missing' });
     expect((await app.inject({ url: '/v2/health/live' })).statusCode).toBe(200);
-    const ready = await v2Error(await app.inject({ url: '/v2/health/ready' }));
+    const ready = await messageError(await app.inject({ url: '/v2/health/ready' }));
     expect(ready.status).toBe(503);
     expect(ready.error).toContain('missing');
   });
@@ -89,7 +60,7 @@ describe('GET /v2 and health', () => {
     const app = await startApp({ MODEL_REPOSITORY: await makeRepository({ 'm/1/model.onnx': 'junk' }) });
     expect((await app.inject({ url: '/v2/health/live' })).statusCode).toBe(200);
     expect((await app.inject({ url: '/v2/health/ready' })).statusCode).toBe(503);
-    const model = await v2Error(await app.inject({ url: '/v2/models/m/ready' }));
+    const model = await messageError(await app.inject({ url: '/v2/models/m/ready' }));
     expect(model).toEqual({ status: 404, error: expect.stringContaining('no available version') });
   });
 });
@@ -134,7 +105,7 @@ describe('model metadata', () => {
     [`/v2/models/${LINEAR}/versions/latest`, 'has no version "latest"'],
   ])('answers 404 {error} for %s', async (url, message) => {
     const app = await startApp();
-    const answer = await v2Error(await app.inject({ url }));
+    const answer = await messageError(await app.inject({ url }));
     expect(answer.status).toBe(404);
     expect(answer.error).toContain(message);
   });
@@ -148,7 +119,7 @@ describe('model readiness', () => {
     expect(ready.json()).toEqual({ name: LINEAR, ready: true });
     expect((await app.inject({ url: `/v2/models/${KEPLER}/versions/1/ready` })).statusCode).toBe(200);
     expect((await app.inject({ url: '/v2/models/nope/ready' })).statusCode).toBe(404);
-    const version = await v2Error(await app.inject({ url: `/v2/models/${MLP}/versions/3/ready` }));
+    const version = await messageError(await app.inject({ url: `/v2/models/${MLP}/versions/3/ready` }));
     expect(version).toEqual({ status: 404, error: expect.stringContaining('no version 3') });
   });
 });
@@ -160,7 +131,7 @@ describe('POST /v2/models/{name}/infer', () => {
     const spy = vi.spyOn(handle.model.model, 'predict');
     handle.release();
     const body = { inputs: featureInputs(KEPLER_FEATURES, [[50000, 12]]) };
-    const unknown = await v2Error(await infer(app, KEPLER, { ...body, outputs: [{ name: 'heat' }] }));
+    const unknown = await messageError(await infer(app, KEPLER, { ...body, outputs: [{ name: 'heat' }] }));
     expect(unknown.status).toBe(400);
     expect(spy).not.toHaveBeenCalled();
     const all = await infer(app, KEPLER, { ...body, outputs: [] });
@@ -342,7 +313,7 @@ describe('/v2 errors are {"error": "<field>: <problem>"} with wattserve statuses
     ],
   ])('%s: %i', async (_what, payload, status, message) => {
     const app = await startApp();
-    const answer = await v2Error(await infer(app, LINEAR, payload));
+    const answer = await messageError(await infer(app, LINEAR, payload));
     expect(answer.status).toBe(status);
     expect(answer.error).toContain(message);
   });
@@ -358,7 +329,7 @@ describe('/v2 errors are {"error": "<field>: <problem>"} with wattserve statuses
       names,
       PODS.map((row) => row.slice(0, names.length)),
     );
-    const answer = await v2Error(await infer(app, LINEAR, { inputs }));
+    const answer = await messageError(await infer(app, LINEAR, { inputs }));
     expect(answer).toEqual({ status: 400, error: expect.stringMatching(/^inputs: /) });
     expect(answer.error).toContain(message);
   });
@@ -367,47 +338,51 @@ describe('/v2 errors are {"error": "<field>: <problem>"} with wattserve statuses
     const app = await startApp();
     const inputs = featureInputs(FEATURES, PODS);
     inputs[3] = { ...inputs[3], shape: [2], data: [1, 2] } as (typeof inputs)[number];
-    const answer = await v2Error(await infer(app, LINEAR, { inputs }));
+    const answer = await messageError(await infer(app, LINEAR, { inputs }));
     expect(answer).toEqual({ status: 400, error: expect.stringContaining('inputs[3].shape: has 2 rows') });
   });
 
   it('answers 413 past MAX_ROWS and MAX_COLUMNS, and past the body limit', async () => {
     const app = await startApp({ MAX_ROWS: '2', MAX_COLUMNS: '4', MAX_BODY_BYTES: '4096' });
-    const rows = await v2Error(await infer(app, LINEAR, { inputs: [matrixInput(PODS)] }));
+    const rows = await messageError(await infer(app, LINEAR, { inputs: [matrixInput(PODS)] }));
     expect(rows).toEqual({ status: 413, error: expect.stringContaining('MAX_ROWS') });
-    const columns = await v2Error(await infer(app, LINEAR, { inputs: [matrixInput([[1, 2, 3, 4, 5]])] }));
+    const columns = await messageError(await infer(app, LINEAR, { inputs: [matrixInput([[1, 2, 3, 4, 5]])] }));
     expect(columns).toEqual({ status: 413, error: expect.stringContaining('MAX_COLUMNS') });
-    const features = await v2Error(
+    const features = await messageError(
       await infer(app, LINEAR, { inputs: featureInputs(FEATURES, [PODS[0] as number[]]) }),
     );
     expect(features).toEqual({ status: 413, error: expect.stringContaining('MAX_COLUMNS') });
-    const big = await v2Error(await infer(app, LINEAR, { id: 'x'.repeat(5000), inputs: [matrixInput([pod])] }));
+    const big = await messageError(await infer(app, LINEAR, { id: 'x'.repeat(5000), inputs: [matrixInput([pod])] }));
     expect(big).toEqual({ status: 413, error: expect.stringContaining('body: the body is larger than') });
   });
 
   it('answers invalid and too deeply nested JSON in the V2 shape', async () => {
     const app = await startApp({ MAX_JSON_DEPTH: '5' });
     const headers = { 'content-type': 'application/json' };
-    const invalid = await v2Error(await infer(app, LINEAR, '{"inputs": [', { headers }));
+    const invalid = await messageError(await infer(app, LINEAR, '{"inputs": [', { headers }));
     expect(invalid).toEqual({ status: 400, error: expect.stringContaining('not valid JSON') });
-    const empty = await v2Error(await infer(app, LINEAR, '', { headers }));
+    const empty = await messageError(await infer(app, LINEAR, '', { headers }));
     expect(empty.status).toBe(400);
     const deep = { inputs: [{ ...matrixInput([pod]), data: [[[[[pod]]]]] }] };
-    const tooDeep = await v2Error(await infer(app, LINEAR, deep));
+    const tooDeep = await messageError(await infer(app, LINEAR, deep));
     expect(tooDeep).toEqual({ status: 400, error: expect.stringContaining('MAX_JSON_DEPTH') });
-    const proto = await v2Error(await infer(app, LINEAR, '{"__proto__": {}, "inputs": []}', { headers }));
+    const proto = await messageError(await infer(app, LINEAR, '{"__proto__": {}, "inputs": []}', { headers }));
     expect(proto.status).toBe(400);
   });
 
   it('answers 415 to a body that is not JSON, and 404 to an unknown model or version', async () => {
     const app = await startApp();
-    const csv = await v2Error(await infer(app, LINEAR, pod.join(','), { headers: { 'content-type': 'text/csv' } }));
+    const csv = await messageError(
+      await infer(app, LINEAR, pod.join(','), { headers: { 'content-type': 'text/csv' } }),
+    );
     expect(csv).toEqual({ status: 415, error: expect.stringContaining('application/json') });
-    const xml = await v2Error(await infer(app, LINEAR, '<x/>', { headers: { 'content-type': 'application/xml' } }));
+    const xml = await messageError(
+      await infer(app, LINEAR, '<x/>', { headers: { 'content-type': 'application/xml' } }),
+    );
     expect(xml.status).toBe(415);
-    const model = await v2Error(await infer(app, 'nope', { inputs: [matrixInput([pod])] }));
+    const model = await messageError(await infer(app, 'nope', { inputs: [matrixInput([pod])] }));
     expect(model).toEqual({ status: 404, error: expect.stringContaining('no model named "nope"') });
-    const version = await v2Error(
+    const version = await messageError(
       await app.inject({
         method: 'POST',
         url: `/v2/models/${LINEAR}/versions/9/infer`,
@@ -422,7 +397,7 @@ describe('/v2 errors are {"error": "<field>: <problem>"} with wattserve statuses
 
   it('answers an unknown /v2 route with 404 {error}', async () => {
     const app = await startApp();
-    const answer = await v2Error(await app.inject({ url: '/v2/repository/index' }));
+    const answer = await messageError(await app.inject({ url: '/v2/repository/index' }));
     expect(answer).toEqual({ status: 404, error: 'no route GET /v2/repository/index' });
   });
 
@@ -438,8 +413,11 @@ describe('/v2 errors are {"error": "<field>: <problem>"} with wattserve statuses
     await vi.waitFor(() => expect(stuck.calls()).toBe(1));
     const busy = await infer(app, LINEAR, { inputs: [matrixInput(PODS)] });
     expect(busy.headers['retry-after']).toBe('7');
-    expect(await v2Error(busy)).toEqual({ status: 429, error: expect.stringContaining('MAX_CONCURRENT_PER_MODEL') });
-    const late = await v2Error(await first);
+    expect(await messageError(busy)).toEqual({
+      status: 429,
+      error: expect.stringContaining('MAX_CONCURRENT_PER_MODEL'),
+    });
+    const late = await messageError(await first);
     expect(late).toEqual({ status: 504, error: expect.stringContaining('REQUEST_TIMEOUT_MS') });
     stuck.release();
     await vi.waitFor(async () =>
@@ -452,7 +430,7 @@ describe('/v2 errors are {"error": "<field>: <problem>"} with wattserve statuses
     const app = await startApp({ LOG_LEVEL: 'error' }, { logStream: logs.logStream });
     stall(app, LINEAR, new Error('secret path /opt/models/boom'));
     const response = await infer(app, LINEAR, { inputs: [matrixInput(PODS)] });
-    expect(await v2Error(response)).toEqual({ status: 500, error: 'internal error' });
+    expect(await messageError(response)).toEqual({ status: 500, error: 'internal error' });
     expect(response.body).not.toContain('secret');
     expect(JSON.stringify(logs.lines)).toContain('secret path');
   });
@@ -467,8 +445,8 @@ describe('/v2 errors are {"error": "<field>: <problem>"} with wattserve statuses
       .toBe(503);
     const refused = await infer(app, LINEAR, { inputs: [matrixInput(PODS)] });
     expect(refused.headers['retry-after']).toBe('7');
-    expect(await v2Error(refused)).toEqual({ status: 503, error: expect.stringContaining('overloaded') });
-    expect(await v2Error(await app.inject({ url: '/v2' }))).toMatchObject({ status: 503 });
+    expect(await messageError(refused)).toEqual({ status: 503, error: expect.stringContaining('overloaded') });
+    expect(await messageError(await app.inject({ url: '/v2' }))).toMatchObject({ status: 503 });
     const live = await app.inject({ url: '/v2/health/live' });
     expect(live.statusCode).toBe(200);
     expect(live.json()).toEqual({ live: true });

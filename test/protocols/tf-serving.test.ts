@@ -1,6 +1,5 @@
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { describe, expect, it, vi } from 'vitest';
-import type { Matrix } from '../../src/matrix.js';
 import {
   captureLogs,
   FEATURES,
@@ -12,6 +11,7 @@ import {
   startApp,
   versionedEntries,
 } from '../helpers.js';
+import { messageError, stall } from './message-errors.js';
 
 const KEPLER_FEATURES = ['bpf_cpu_time_ms', 'bpf_page_cache_hit'];
 const KEPLER_OUTPUTS = ['package', 'core', 'uncore', 'dram'];
@@ -27,34 +27,6 @@ async function predictions(app: FastifyInstance, model: string, instances: numbe
   const response = await app.inject({ method: 'POST', url: `/predict/${model}`, payload: { instances } });
   expect(response.statusCode).toBe(200);
   return response.json().predictions as number[] | number[][];
-}
-
-/** An answer's status and its whole body, which on /v1 errors is exactly {error: string}. */
-async function tfError(response: { statusCode: number; json: () => unknown; body: string }) {
-  const body = response.json() as Record<string, unknown>;
-  expect(Object.keys(body)).toEqual(['error']);
-  expect(typeof body.error).toBe('string');
-  expect(response.body).not.toMatch(/\bat .*\.(ts|js):\d+/);
-  return { status: response.statusCode, error: body.error as string };
-}
-
-function stall(app: FastifyInstance, model: string, fail?: Error) {
-  const handle = app.models.acquire(model);
-  const loaded = handle.model.model;
-  handle.release();
-  const waiting: Array<() => void> = [];
-  const original = loaded.predict.bind(loaded);
-  const spy = vi.spyOn(loaded, 'predict').mockImplementation((input: Matrix) => {
-    if (fail !== undefined) return Promise.reject(fail);
-    return new Promise<Matrix>((resolve) => waiting.push(() => resolve(original(input))));
-  });
-  return {
-    release: () => {
-      spy.mockRestore();
-      for (const resume of waiting.splice(0)) resume();
-    },
-    calls: () => spy.mock.calls.length,
-  };
 }
 
 describe('POST /v1/models/{name}:predict, row format', () => {
@@ -126,11 +98,11 @@ describe('versions and labels', () => {
       predictions: [11],
     });
     expect((await app.inject({ url: '/v1/models/m/labels/stable/metadata' })).json().model_spec.version).toBe('1');
-    const label = await tfError(await predict(app, 'm/labels/canary:predict', { instances: rows }));
+    const label = await messageError(await predict(app, 'm/labels/canary:predict', { instances: rows }));
     expect(label).toEqual({ status: 404, error: 'label: model "m" has no label "canary"; labels: stable' });
-    const version = await tfError(await predict(app, 'm/versions/3:predict', { instances: rows }));
+    const version = await messageError(await predict(app, 'm/versions/3:predict', { instances: rows }));
     expect(version).toEqual({ status: 404, error: expect.stringContaining('version: model "m" has no version "3"') });
-    const latest = await tfError(await predict(app, 'm/versions/latest:predict', { instances: rows }));
+    const latest = await messageError(await predict(app, 'm/versions/latest:predict', { instances: rows }));
     expect(latest.status).toBe(404);
   });
 
@@ -147,11 +119,11 @@ describe('versions and labels', () => {
     const app = await startApp();
     const body = { instances: PODS };
     expect((await predict(app, `${LINEAR}%3Apredict`, body)).statusCode).toBe(200);
-    const classify = await tfError(await predict(app, `${LINEAR}:classify`, body));
+    const classify = await messageError(await predict(app, `${LINEAR}:classify`, body));
     expect(classify).toEqual({ status: 404, error: 'name: "classify" is not served; the only verb is :predict' });
-    expect((await tfError(await predict(app, `${LINEAR}:regress`, body))).status).toBe(404);
-    expect((await tfError(await predict(app, LINEAR, body))).error).toContain('needs a verb');
-    expect((await tfError(await predict(app, `${LINEAR}/versions/1`, body))).status).toBe(404);
+    expect((await messageError(await predict(app, `${LINEAR}:regress`, body))).status).toBe(404);
+    expect((await messageError(await predict(app, LINEAR, body))).error).toContain('needs a verb');
+    expect((await messageError(await predict(app, `${LINEAR}/versions/1`, body))).status).toBe(404);
   });
 });
 
@@ -168,8 +140,10 @@ describe('GET /v1/models/{name}[/versions/{version}]: model status', () => {
     expect((await app.inject({ url: '/v1/models/m/versions/1' })).json()).toEqual({
       model_version_status: [{ version: '1', state: 'AVAILABLE', status: ok }],
     });
-    expect((await tfError(await app.inject({ url: '/v1/models/m/versions/5' }))).status).toBe(404);
-    expect((await tfError(await app.inject({ url: '/v1/models/nope' }))).error).toBe('name: no model named "nope"');
+    expect((await messageError(await app.inject({ url: '/v1/models/m/versions/5' }))).status).toBe(404);
+    expect((await messageError(await app.inject({ url: '/v1/models/nope' }))).error).toBe(
+      'name: no model named "nope"',
+    );
   });
 
   it('gives the status of the version a label points at', async () => {
@@ -178,7 +152,7 @@ describe('GET /v1/models/{name}[/versions/{version}]: model status', () => {
     expect((await app.inject({ url: '/v1/models/m/labels/stable' })).json()).toEqual({
       model_version_status: [{ version: '1', state: 'AVAILABLE', status: { error_code: 'OK', error_message: '' } }],
     });
-    expect((await tfError(await app.inject({ url: '/v1/models/m/labels/canary' }))).status).toBe(404);
+    expect((await messageError(await app.inject({ url: '/v1/models/m/labels/canary' }))).status).toBe(404);
   });
 
   it('answers 503, not 404, for a model that is known but has no version available (a retry may succeed)', async () => {
@@ -253,7 +227,7 @@ describe('GET /v1/models/{name}[/versions/{version}]/metadata', () => {
     [`/v1/models/${LINEAR}/labels/x/metadata`, 'has no label "x"'],
   ])('answers 404 {error} for %s', async (url, message) => {
     const app = await startApp();
-    const answer = await tfError(await app.inject({ url }));
+    const answer = await messageError(await app.inject({ url }));
     expect(answer.status).toBe(404);
     expect(answer.error).toContain(message);
   });
@@ -307,7 +281,7 @@ describe('/v1 errors are {"error": "<field>: <problem>"} with wattserve statuses
     ['a key too long to echo', { instances: [pod], ['k'.repeat(300)]: 1 }, 400, `${'k'.repeat(40)}…: unknown field`],
   ])('%s: %i', async (_what, payload, status, message) => {
     const app = await startApp();
-    const answer = await tfError(await predict(app, `${LINEAR}:predict`, payload));
+    const answer = await messageError(await predict(app, `${LINEAR}:predict`, payload));
     expect(answer.status).toBe(status);
     expect(answer.error).toContain(message);
     expect(answer.error.length).toBeLessThan(1200);
@@ -325,55 +299,55 @@ describe('/v1 errors are {"error": "<field>: <problem>"} with wattserve statuses
     const handle = app.models.acquire(KEPLER);
     const spy = vi.spyOn(handle.model.model, 'predict');
     handle.release();
-    const answer = await tfError(await predict(app, `${KEPLER}:predict`, payload));
+    const answer = await messageError(await predict(app, `${KEPLER}:predict`, payload));
     expect(answer).toEqual({ status: 400, error: expect.stringContaining(message) });
     expect(spy).not.toHaveBeenCalled();
   });
 
   it('answers 413 past MAX_ROWS and MAX_COLUMNS, and past the body limit', async () => {
     const app = await startApp({ MAX_ROWS: '2', MAX_COLUMNS: '4', MAX_BODY_BYTES: '4096' });
-    const rows = await tfError(await predict(app, `${LINEAR}:predict`, { instances: PODS }));
+    const rows = await messageError(await predict(app, `${LINEAR}:predict`, { instances: PODS }));
     expect(rows).toEqual({
       status: 413,
       error: expect.stringContaining('instances: the request holds more than 2 rows (MAX_ROWS)'),
     });
-    const columnRows = await tfError(await predict(app, `${LINEAR}:predict`, { inputs: { a: [1, 2, 3] } }));
+    const columnRows = await messageError(await predict(app, `${LINEAR}:predict`, { inputs: { a: [1, 2, 3] } }));
     expect(columnRows).toEqual({
       status: 413,
       error: expect.stringContaining('inputs.a: the request holds more than 2'),
     });
-    const columns = await tfError(await predict(app, `${LINEAR}:predict`, { instances: [pod] }));
+    const columns = await messageError(await predict(app, `${LINEAR}:predict`, { instances: [pod] }));
     expect(columns).toEqual({
       status: 413,
       error: expect.stringContaining('instances[0]: rows hold more than 4 values (MAX_COLUMNS)'),
     });
     const keys = Object.fromEntries(FEATURES.map((name) => [name, 1]));
-    const named = await tfError(await predict(app, `${LINEAR}:predict`, { instances: [keys] }));
+    const named = await messageError(await predict(app, `${LINEAR}:predict`, { instances: [keys] }));
     expect(named).toEqual({ status: 413, error: expect.stringContaining('MAX_COLUMNS') });
-    const big = await tfError(await predict(app, `${LINEAR}:predict`, { instances: [pod], x: 'y'.repeat(5000) }));
+    const big = await messageError(await predict(app, `${LINEAR}:predict`, { instances: [pod], x: 'y'.repeat(5000) }));
     expect(big).toEqual({ status: 413, error: expect.stringContaining('body: the body is larger than') });
   });
 
   it('answers invalid and too deeply nested JSON in the TF Serving shape', async () => {
     const app = await startApp({ MAX_JSON_DEPTH: '4' });
     const headers = { 'content-type': 'application/json' };
-    const invalid = await tfError(await predict(app, `${LINEAR}:predict`, '{"instances": [', { headers }));
+    const invalid = await messageError(await predict(app, `${LINEAR}:predict`, '{"instances": [', { headers }));
     expect(invalid).toEqual({ status: 400, error: expect.stringContaining('not valid JSON') });
-    const deep = await tfError(await predict(app, `${LINEAR}:predict`, { instances: [[[[[1]]]]] }));
+    const deep = await messageError(await predict(app, `${LINEAR}:predict`, { instances: [[[[[1]]]]] }));
     expect(deep).toEqual({ status: 400, error: expect.stringContaining('MAX_JSON_DEPTH') });
-    const proto = await tfError(await predict(app, `${LINEAR}:predict`, '{"__proto__": {}}', { headers }));
+    const proto = await messageError(await predict(app, `${LINEAR}:predict`, '{"__proto__": {}}', { headers }));
     expect(proto.status).toBe(400);
   });
 
   it('answers 415 to a body that is not JSON, and 404 to an unknown model or route', async () => {
     const app = await startApp();
-    const csv = await tfError(
+    const csv = await messageError(
       await predict(app, `${LINEAR}:predict`, pod.join(','), { headers: { 'content-type': 'text/csv' } }),
     );
     expect(csv).toEqual({ status: 415, error: 'content-type: the /v1 routes take application/json' });
-    const model = await tfError(await predict(app, 'nope:predict', { instances: [pod] }));
+    const model = await messageError(await predict(app, 'nope:predict', { instances: [pod] }));
     expect(model).toEqual({ status: 404, error: 'name: no model named "nope" is loaded' });
-    const route = await tfError(await app.inject({ url: '/v1/models/x/y/z' }));
+    const route = await messageError(await app.inject({ url: '/v1/models/x/y/z' }));
     expect(route).toEqual({ status: 404, error: 'no route GET /v1/models/x/y/z' });
   });
 
@@ -389,8 +363,14 @@ describe('/v1 errors are {"error": "<field>: <problem>"} with wattserve statuses
     await vi.waitFor(() => expect(stuck.calls()).toBe(1));
     const busy = await predict(app, `${LINEAR}:predict`, { instances: PODS });
     expect(busy.headers['retry-after']).toBe('7');
-    expect(await tfError(busy)).toEqual({ status: 429, error: expect.stringContaining('MAX_CONCURRENT_PER_MODEL') });
-    expect(await tfError(await first)).toEqual({ status: 504, error: expect.stringContaining('REQUEST_TIMEOUT_MS') });
+    expect(await messageError(busy)).toEqual({
+      status: 429,
+      error: expect.stringContaining('MAX_CONCURRENT_PER_MODEL'),
+    });
+    expect(await messageError(await first)).toEqual({
+      status: 504,
+      error: expect.stringContaining('REQUEST_TIMEOUT_MS'),
+    });
     stuck.release();
   });
 
@@ -399,7 +379,7 @@ describe('/v1 errors are {"error": "<field>: <problem>"} with wattserve statuses
     const app = await startApp({ LOG_LEVEL: 'error' }, { logStream: logs.logStream });
     stall(app, LINEAR, new Error('secret path /opt/models/boom'));
     const response = await predict(app, `${LINEAR}:predict`, { instances: PODS });
-    expect(await tfError(response)).toEqual({ status: 500, error: 'internal error' });
+    expect(await messageError(response)).toEqual({ status: 500, error: 'internal error' });
     expect(response.body).not.toContain('secret');
     expect(JSON.stringify(logs.lines)).toContain('secret path');
   });
@@ -417,6 +397,6 @@ describe('/v1 errors are {"error": "<field>: <problem>"} with wattserve statuses
       .toBe(503);
     const refused = await predict(app, `${LINEAR}:predict`, { instances: PODS });
     expect(refused.headers['retry-after']).toBe('7');
-    expect(await tfError(refused)).toEqual({ status: 503, error: expect.stringContaining('overloaded') });
+    expect(await messageError(refused)).toEqual({ status: 503, error: expect.stringContaining('overloaded') });
   });
 });
