@@ -74,7 +74,7 @@ export function rowsToMatrix(rows: unknown, limits: MatrixLimits, field: string,
     for (let c = 0; c < cols; c++) {
       const value: unknown = row[c];
       if (typeof value !== 'number') {
-        throw new ApiError('not_a_number', `must be a number, got ${describe(value)}`, fieldOf(r, c));
+        throw new ApiError('not_a_number', `must be a number, got ${describeValue(value)}`, fieldOf(r, c));
       }
       if (!fitsFloat32(value)) throw new ApiError('non_finite_value', NON_FINITE_MESSAGE, fieldOf(r, c));
       data[r * cols + c] = value;
@@ -101,7 +101,8 @@ export function formatRows(matrix: Matrix, formatRow: (row: Matrix['data']) => s
   return `${lines.join('\n')}\n`;
 }
 
-function describe(value: unknown): string {
+/** A value that is not a number, named for an error message (a string cut to 40 characters). */
+export function describeValue(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'string')

@@ -3,6 +3,7 @@ import { ApiError } from '../errors.js';
 import {
   checkColumnCount,
   checkRowCount,
+  describeValue,
   fitsFloat32,
   type Matrix,
   type MatrixLimits,
@@ -293,7 +294,8 @@ function checkNesting(value: unknown[], shape: readonly number[], depth: number,
 function checkedValue(value: unknown, tensor: TensorHeader, index: number): number {
   const { field, datatype } = tensor;
   const at = `${field}.data[${index}]`;
-  if (typeof value !== 'number') throw new ApiError('not_a_number', `must be a number, got ${describe(value)}`, at);
+  if (typeof value !== 'number')
+    throw new ApiError('not_a_number', `must be a number, got ${describeValue(value)}`, at);
   if (!fitsFloat32(value)) throw new ApiError('non_finite_value', NON_FINITE_MESSAGE, at);
   if (datatype === 'INT32' || datatype === 'INT64') {
     if (!Number.isInteger(value)) throw new ApiError('not_a_number', `must be an integer (${datatype})`, at);
@@ -395,11 +397,4 @@ export function inferenceResponse(
     ...(id !== undefined && { id }),
     outputs,
   };
-}
-
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (typeof value === 'string')
-    return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
-  return typeof value === 'object' ? 'an object' : typeof value;
 }

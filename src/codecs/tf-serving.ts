@@ -3,6 +3,7 @@ import { ApiError } from '../errors.js';
 import {
   checkColumnCount,
   checkRowCount,
+  describeValue,
   fitsFloat32,
   type Matrix,
   type MatrixLimits,
@@ -254,7 +255,8 @@ function featureIndex(names: readonly string[], limits: MatrixLimits, field: str
 }
 
 function checkValue(value: unknown, field: string): void {
-  if (typeof value !== 'number') throw new ApiError('not_a_number', `must be a number, got ${describe(value)}`, field);
+  if (typeof value !== 'number')
+    throw new ApiError('not_a_number', `must be a number, got ${describeValue(value)}`, field);
   if (!fitsFloat32(value)) throw new ApiError('non_finite_value', NON_FINITE_MESSAGE, field);
 }
 
@@ -431,11 +433,4 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 function quoted(names: readonly string[]): string {
   return names.map((name) => `"${shown(name)}"`).join(', ');
-}
-
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'string') return `the string ${JSON.stringify(shown(value))}`;
-  return typeof value === 'object' ? 'an object' : typeof value;
 }

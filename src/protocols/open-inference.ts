@@ -88,23 +88,13 @@ export default async function openInferenceProtocol(app: FastifyInstance) {
 
   /** The version of a model that metadata and readiness describe; 404 when it cannot serve. */
   function servable(name: string, versionText: string | undefined): ModelVersion {
-    const snapshot = app.models.get(name);
+    const snapshot = app.models.servingSnapshot(name);
     if (snapshot === undefined) {
-      const known = app.models.status().models.some((model) => model.name === name);
-      // Loading, or known with no version available yet: a retry may succeed (503), as on /predict.
-      if (app.models.loading) throw new ApiError('not_ready', 'models are still loading');
-      if (known) throw new ApiError('not_ready', `model "${name}" has no available version`);
       const loaded = app.models
         .list()
         .map((s) => s.name)
         .join(', ');
-      throw new ApiError(
-        'unknown_model',
-        known
-          ? `model "${name}" has no available version`
-          : `no model named "${name}" is loaded; loaded: ${loaded || '(none)'}`,
-        'name',
-      );
+      throw new ApiError('unknown_model', `no model named "${name}" is loaded; loaded: ${loaded || '(none)'}`, 'name');
     }
     const version = versionNumber(name, versionText);
     if (version === undefined) return snapshot.serving;

@@ -107,14 +107,9 @@ export default async function tfServingProtocol(app: FastifyInstance) {
 
   /** The model version a URL names (by version, by label, or the serving one); 404 when none serves. */
   function resolve(name: string, versionText: string | undefined, label: string | undefined): ModelVersion {
-    const snapshot = app.models.get(name);
-    if (snapshot === undefined) {
-      // Loading, or known with no version available yet: a retry may succeed (503), as on /predict.
-      const known = app.models.status().models.some((model) => model.name === name);
-      if (app.models.loading) throw new ApiError('not_ready', 'models are still loading');
-      if (known) throw new ApiError('not_ready', `model "${name}" has no available version`);
+    const snapshot = app.models.servingSnapshot(name);
+    if (snapshot === undefined)
       throw new ApiError('unknown_model', `no model named "${shown(name)}" is loaded`, 'name');
-    }
     let version = versionNumber(versionText);
     if (label !== undefined) {
       version = label.length > MAX_NAME_LENGTH ? undefined : snapshot.labels.get(label);

@@ -257,6 +257,19 @@ export class ModelRegistry {
     return this.#snapshots.get(name);
   }
 
+  /**
+   * The snapshot requests for this model are served from; 503 not_ready while models load or while
+   * the model is known but has no available version (a retry may succeed); undefined when no such
+   * model exists, for the caller to refuse in its protocol's words.
+   */
+  servingSnapshot(name: string): ModelSnapshot | undefined {
+    const snapshot = this.#snapshots.get(name);
+    if (snapshot !== undefined) return snapshot;
+    if (this.#loading) throw new ApiError('not_ready', 'models are still loading');
+    if (this.#models.has(name)) throw new ApiError('not_ready', `model "${name}" has no available version`);
+    return undefined;
+  }
+
   /** Every model and version the registry knows, in any state, and the folders it could not read. */
   status(): { models: ModelStatus[]; unreadable: readonly UnreadableFolder[] } {
     const models = [...this.#models.values()]
@@ -620,11 +633,7 @@ export class ModelRegistry {
 
   #resolve(name: string | undefined): ModelSnapshot {
     if (name !== undefined) {
-      const snapshot = this.#snapshots.get(name);
-      if (snapshot === undefined && this.#loading) throw new ApiError('not_ready', 'models are still loading');
-      if (snapshot === undefined && this.#models.has(name)) {
-        throw new ApiError('not_ready', `model "${name}" has no available version`);
-      }
+      const snapshot = this.servingSnapshot(name);
       if (snapshot === undefined) {
         throw new ApiError('unknown_model', `no model named "${name}" is loaded; loaded: ${this.#names()}`, 'model');
       }
