@@ -9,13 +9,14 @@
 # SAGEMAKER_MODEL_DIR moves it, for tests) exists and holds anything, or cannot be listed, it is
 # the repository: an unreadable one then stops start-up with the server's message rather than
 # quietly serving the example models. Else the server's default, ./models: the models shipped in
-# the image (or the compose stack's volume mounted there).
+# the image (or the compose stack's volume mounted there). In SageMaker multi-model mode
+# (SAGEMAKER_MULTI_MODEL=true) none of this: the server's own default there is /opt/ml/models.
 #
 # `exec` replaces this shell, so node is PID 1 and receives SIGTERM itself (the server drains and
 # exits on it).
 set -eu
 
-if [ -z "${MODEL_REPOSITORY:-}" ]; then
+if [ -z "${MODEL_REPOSITORY:-}" ] && [ "${SAGEMAKER_MULTI_MODEL:-}" != true ]; then
   sagemaker_model_dir=${SAGEMAKER_MODEL_DIR:-/opt/ml/model}
   if [ -d "$sagemaker_model_dir" ]; then
     if ! listing=$(ls -A "$sagemaker_model_dir" 2>/dev/null) || [ -n "$listing" ]; then

@@ -13,11 +13,13 @@ import predictor from './plugins/predictor.js';
 import modelRegistry from './plugins/registry.js';
 import requestLogging, { requestId } from './plugins/request-logging.js';
 import securityHeaders from './plugins/security-headers.js';
+import servedVersion from './plugins/served-version.js';
 import keplerEstimatorProtocol from './protocols/kepler-estimator.js';
 import keplerModelServerProtocol from './protocols/kepler-model-server.js';
 import nativeProtocol from './protocols/native.js';
 import openInferenceProtocol from './protocols/open-inference.js';
 import sagemakerProtocol from './protocols/sagemaker.js';
+import sagemakerMultiModelProtocol from './protocols/sagemaker-multi-model.js';
 import tfServingProtocol from './protocols/tf-serving.js';
 import { nodeServerOptions } from './server-options.js';
 
@@ -74,6 +76,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   if (options.onRoute !== undefined) app.addHook('onRoute', options.onRoute);
 
   await app.register(requestLogging, { config });
+  await app.register(servedVersion);
   await app.register(metrics, { config });
   await app.register(errorReplies);
   // Both add onRequest hooks ahead of every route's: security headers first, so answers refused
@@ -85,6 +88,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(predictor);
   await app.register(nativeProtocol);
   await app.register(sagemakerProtocol);
+  if (config.sagemakerMultiModel) await app.register(sagemakerMultiModelProtocol);
   await app.register(openInferenceProtocol, { prefix: '/v2' });
   await app.register(tfServingProtocol, { prefix: '/v1' });
   await app.register(keplerEstimatorProtocol);

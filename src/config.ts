@@ -29,7 +29,8 @@ const envSchema = z.object({
   PORT: positiveInt.max(65535).optional(),
   SAGEMAKER_BIND_TO_PORT: positiveInt.max(65535).optional(),
   HOST: z.string().min(1).default('0.0.0.0'),
-  MODEL_REPOSITORY: z.string().min(1).default('./models'),
+  // The default depends on SAGEMAKER_MULTI_MODEL: see loadConfig.
+  MODEL_REPOSITORY: z.string().min(1).optional(),
   MODEL_NAME: z.string().regex(MODEL_NAME_PATTERN, MODEL_NAME_RULE).default('model'),
   DEFAULT_MODEL: z.string().optional(),
   MAX_ROWS: positiveInt.default(100_000),
@@ -68,6 +69,9 @@ const envSchema = z.object({
   BATCH_MAX_ROWS: nonNegativeInt.default(1000),
   BATCH_MAX_DELAY_US: nonNegativeInt.max(1_000_000).default(0),
   MODEL_POLL_INTERVAL_MS: milliseconds.optional(),
+  SAGEMAKER_MULTI_MODEL: flag.default(false),
+  MAX_LOADED_MODELS: positiveInt.optional(),
+  MODEL_MEMORY_BUDGET_MB: positiveInt.optional(),
   // A shorter HMAC secret can be brute-forced offline from any token it signed.
   ADMIN_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   ADMIN_JWT_PUBLIC_KEY: z.string().optional(),
@@ -138,6 +142,15 @@ export interface Config {
   batching: { maxRows: number; maxDelayUs: number } | undefined;
   /** Rescan the repository this often and load what changed; off when unset. */
   modelPollIntervalMs: number | undefined;
+  /**
+   * SageMaker multi-model mode: no model loads at start; SageMaker loads and unloads them through
+   * POST and DELETE /models, each from a folder of the repository.
+   */
+  sagemakerMultiModel: boolean;
+  /** Multi-model mode: most models loaded or loading at once (more are 507); undefined: no limit. */
+  maxLoadedModels: number | undefined;
+  /** Multi-model mode: a load that would take the process's RSS past this is 507; undefined: no budget. */
+  modelMemoryBudgetBytes: number | undefined;
   /** The admin API's token verification; the admin API is off when unset. */
   admin: AdminConfig | undefined;
 }
@@ -178,11 +191,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       `invalid configuration:\n  BATCH_MAX_DELAY_US: must be below DRAIN_TIMEOUT_MS and REQUEST_TIMEOUT_MS (${batchWaitLimitMs} ms)`,
     );
   }
+  const multiModelProblem = multiModelConflict(e);
+  if (multiModelProblem !== undefined) throw new ConfigError(`invalid configuration:\n  ${multiModelProblem}`);
   const maxBodyBytes = e.MAX_BODY_BYTES ?? (e.SAGEMAKER_MAX_PAYLOAD_IN_MB ?? 6) * MEBIBYTE;
   return {
     port,
     host: e.HOST,
-    modelRepository: e.MODEL_REPOSITORY,
+    // SageMaker puts multi-model endpoints' models under /opt/ml/models.
+    modelRepository: e.MODEL_REPOSITORY ?? (e.SAGEMAKER_MULTI_MODEL ? '/opt/ml/models' : './models'),
     modelName: e.MODEL_NAME,
     defaultModel: e.DEFAULT_MODEL,
     limits: {
@@ -224,8 +240,28 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     workerBytesThreshold: e.WORKER_BYTES_THRESHOLD,
     batching: e.BATCH_MAX_ROWS === 0 ? undefined : { maxRows: e.BATCH_MAX_ROWS, maxDelayUs: e.BATCH_MAX_DELAY_US },
     modelPollIntervalMs: e.MODEL_POLL_INTERVAL_MS,
+    sagemakerMultiModel: e.SAGEMAKER_MULTI_MODEL,
+    maxLoadedModels: e.MAX_LOADED_MODELS,
+    modelMemoryBudgetBytes: e.MODEL_MEMORY_BUDGET_MB === undefined ? undefined : e.MODEL_MEMORY_BUDGET_MB * MEBIBYTE,
     admin: adminConfig(e),
   };
+}
+
+/**
+ * Settings that cannot go with SAGEMAKER_MULTI_MODEL's setting, as one problem line. Polling loads
+ * `<name>/<version>` folders by itself, while in multi-model mode SageMaker alone decides what is
+ * loaded; the limits on loaded models mean nothing outside that mode, and are refused rather than
+ * silently ignored.
+ */
+function multiModelConflict(e: z.infer<typeof envSchema>): string | undefined {
+  if (e.SAGEMAKER_MULTI_MODEL && e.MODEL_POLL_INTERVAL_MS !== undefined) {
+    return 'MODEL_POLL_INTERVAL_MS: cannot be set with SAGEMAKER_MULTI_MODEL=true (SageMaker loads models through POST /models)';
+  }
+  if (!e.SAGEMAKER_MULTI_MODEL) {
+    const limit = (['MAX_LOADED_MODELS', 'MODEL_MEMORY_BUDGET_MB'] as const).find((name) => e[name] !== undefined);
+    if (limit !== undefined) return `${limit}: only applies with SAGEMAKER_MULTI_MODEL=true`;
+  }
+  return undefined;
 }
 
 function adminConfig(e: z.infer<typeof envSchema>): AdminConfig | undefined {

@@ -37,6 +37,11 @@ export interface PredictOptions {
   deadline?: number;
   inFlight?: InFlightLimit;
   run?: ModelRunner;
+  /**
+   * Told of the version chosen, before it runs (the request's matrix may move to a worker then);
+   * what it returns is given the answer once there is one (shadow traffic compares it).
+   */
+  mirror?: (answered: ModelVersion, request: PredictionRequest) => ((result: Matrix) => void) | undefined;
 }
 
 /**
@@ -53,7 +58,7 @@ export async function predict(
   options: PredictOptions = {},
 ): Promise<Prediction> {
   const { observer, run = runInThread } = options;
-  const handle = registry.acquire(request.model, request.version);
+  const handle = registry.acquire(request.model, request.version, request.routingKey);
   let running: Promise<unknown> | undefined;
   try {
     const { model } = handle;
@@ -70,6 +75,7 @@ export async function predict(
       );
     }
     const leave = options.inFlight?.enter(model.name);
+    const mirrored = options.mirror?.(model, request);
     const started = performance.now();
     // Async, so that a backend throwing at once still gives its in-flight place back.
     const work = (async () => run(model, input, request.context, options.deadline))();
@@ -88,6 +94,7 @@ export async function predict(
     const seconds = (performance.now() - started) / 1000;
     checkFinite(result);
     observer?.predicted(model, seconds, result);
+    mirrored?.(result);
     return { model, result };
   } finally {
     if (running === undefined) handle.release();

@@ -4,6 +4,7 @@ import { LeanCounter, LeanHistogram } from './lean-metrics.js';
 import type { Matrix } from './matrix.js';
 import type { LoadFailureReason, ModelVersion } from './registry/loader.js';
 import type { ModelStatus, RegistryEvents } from './registry/registry.js';
+import type { ShadowEvents, ShadowOutcome } from './shadow.js';
 
 /** Request latency from a tenth of a millisecond (a bare route) to the slowest sensible answer. */
 const REQUEST_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
@@ -16,6 +17,8 @@ const LOAD_SECONDS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const PODS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000, 100000];
 /** Per-pod watts: an idle container's fraction of a watt up to a whole busy socket. */
 const WATTS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500];
+/** How far a shadow version's watts are from the answer's: rounding noise up to a different model. */
+const SHADOW_ERROR_WATTS = [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50, 100];
 /** Status class labels by the status code's first digit. */
 const STATUS_CLASSES = ['0xx', '1xx', '2xx', '3xx', '4xx', '5xx'];
 
@@ -59,7 +62,7 @@ export interface RequestLabels {
  * of models that were loaded, never from what a client sent: 1,000 requests for made-up models
  * add no series.
  */
-export class ServiceMetrics implements RegistryEvents {
+export class ServiceMetrics implements RegistryEvents, ShadowEvents {
   /** This app's own metrics; text() adds the process-wide ones. */
   readonly registry = new Registry();
   // Updated on every request: lean (src/lean-metrics.ts). The rest are prom-client's.
@@ -77,6 +80,8 @@ export class ServiceMetrics implements RegistryEvents {
   readonly #swaps: Counter<'model'>;
   readonly #adminActions: Counter<'action' | 'outcome'>;
   readonly #authFailures: Counter<'reason'>;
+  readonly #shadowErrors: LeanHistogram;
+  readonly #shadowed: Counter<'model' | 'label' | 'outcome'>;
 
   constructor(models: () => readonly ModelStatus[]) {
     const registers = [this.registry];
@@ -129,6 +134,19 @@ export class ServiceMetrics implements RegistryEvents {
       WATTS,
       this.registry,
     );
+    this.#shadowErrors = new LeanHistogram(
+      'wattserve_shadow_absolute_error_watts',
+      "Absolute difference between a shadow version's watts and the answer's, per pod and shared output, by model and shadow label",
+      ['model', 'label'],
+      SHADOW_ERROR_WATTS,
+      this.registry,
+    );
+    this.#shadowed = new Counter({
+      name: 'wattserve_shadow_predictions_total',
+      help: 'Copies of requests sent to a shadow label, by model, label and outcome (compared, failed, timeout, skipped, incomparable)',
+      labelNames: ['model', 'label', 'outcome'],
+      registers,
+    });
     this.#loadSeconds = new Histogram({
       name: 'wattserve_model_load_duration_seconds',
       help: 'Time to load and check a model version, by backend',
@@ -256,6 +274,13 @@ export class ServiceMetrics implements RegistryEvents {
 
   predictionFailed(model: ModelVersion): void {
     this.#predictionFailures.inc({ model: model.name, version: model.version });
+  }
+
+  shadowed(model: string, label: string, outcome: ShadowOutcome, errors?: Float64Array): void {
+    this.#shadowed.inc({ model, label, outcome });
+    if (errors === undefined) return;
+    const labels = [model, label];
+    for (const error of errors) this.#shadowErrors.observe(labels, error);
   }
 
   adminAction(action: string, outcome: string): void {

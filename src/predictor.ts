@@ -22,6 +22,7 @@ import {
 import type { Matrix } from './matrix.js';
 import type { ModelVersion } from './registry/loader.js';
 import type { ModelRegistry } from './registry/registry.js';
+import type { ShadowTraffic } from './shadow.js';
 import { type PredictionPool, WorkerUnavailable } from './workers/pool.js';
 
 export interface PredictorOptions {
@@ -31,6 +32,8 @@ export interface PredictorOptions {
   pool: PredictionPool | undefined;
   /** Small requests to one model that arrive together share a model call; each runs alone without. */
   batcher?: PredictionBatcher | undefined;
+  /** Copies requests to a model's shadow version, when it has one. */
+  shadows?: ShadowTraffic | undefined;
   /** Requests with more rows than this go to the pool. */
   workerRowsThreshold: number;
   /** And bodies with more bytes than this, whatever their rows. */
@@ -109,12 +112,15 @@ export class Predictor {
   }
 
   predict(request: PredictionRequest, observer: PredictionObserver | undefined, deadline: number): Promise<Prediction> {
-    const { pool, inFlight, batcher } = this.#options;
+    const { pool, inFlight, batcher, shadows } = this.#options;
     const run =
       pool?.usable !== true || !this.#isLarge(request.matrix.rows) || request.context !== undefined
         ? (batcher?.run ?? runInThread)
         : this.#inWorker(pool);
-    return predict(this.registry, request, { observer, deadline, inFlight, run });
+    const mirror =
+      shadows &&
+      ((answered: ModelVersion, copied: PredictionRequest) => shadows.prepare(answered, copied, run, deadline));
+    return predict(this.registry, request, { observer, deadline, inFlight, run, mirror });
   }
 
   #inWorker(pool: PredictionPool): ModelRunner {

@@ -71,6 +71,44 @@ describe('configuration from the environment', () => {
     expect(() => loadConfig({ [name]: value })).toThrow(name);
   });
 
+  describe('SageMaker multi-model mode', () => {
+    it('is off by default, with no limit on loaded models', () => {
+      expect(loadConfig({})).toMatchObject({
+        sagemakerMultiModel: false,
+        maxLoadedModels: undefined,
+        modelMemoryBudgetBytes: undefined,
+      });
+    });
+
+    it('serves /opt/ml/models unless MODEL_REPOSITORY says otherwise, and takes its limits', () => {
+      const on = { SAGEMAKER_MULTI_MODEL: 'true' };
+      expect(loadConfig(on)).toMatchObject({ sagemakerMultiModel: true, modelRepository: '/opt/ml/models' });
+      expect(loadConfig({ ...on, MODEL_REPOSITORY: '/models' }).modelRepository).toBe('/models');
+      expect(loadConfig({ ...on, MAX_LOADED_MODELS: '20', MODEL_MEMORY_BUDGET_MB: '512' })).toMatchObject({
+        maxLoadedModels: 20,
+        modelMemoryBudgetBytes: 512 * 1024 * 1024,
+      });
+    });
+
+    it.each([
+      ['SAGEMAKER_MULTI_MODEL', 'yes'],
+      ['MAX_LOADED_MODELS', '0'],
+      ['MODEL_MEMORY_BUDGET_MB', '1.5'],
+    ])('refuses %s=%s, naming the variable', (name, value) => {
+      expect(() => loadConfig({ SAGEMAKER_MULTI_MODEL: 'true', [name]: value })).toThrow(name);
+    });
+
+    it('refuses MODEL_POLL_INTERVAL_MS with it: only SageMaker says what loads', () => {
+      expect(() => loadConfig({ SAGEMAKER_MULTI_MODEL: 'true', MODEL_POLL_INTERVAL_MS: '1000' })).toThrow(
+        /MODEL_POLL_INTERVAL_MS.*SAGEMAKER_MULTI_MODEL/,
+      );
+    });
+
+    it.each(['MAX_LOADED_MODELS', 'MODEL_MEMORY_BUDGET_MB'])('refuses %s without it rather than ignore it', (name) => {
+      expect(() => loadConfig({ [name]: '10' })).toThrow(new RegExp(`${name}.*SAGEMAKER_MULTI_MODEL=true`));
+    });
+  });
+
   describe('the admin API key', () => {
     const publicKey = (type: 'rsa' | 'ec' | 'ed25519', curve?: string) =>
       generateKeyPairSync(type as 'rsa', {

@@ -22,6 +22,16 @@ const spec = loadSpec();
 const operations = operationsOf(spec);
 const validator = new SchemaValidator(spec);
 
+/**
+ * Operations outside /admin that still need the admin token, with the scope each needs: the Open
+ * Inference Protocol's model repository extension (the index only reads, though it is a POST).
+ */
+const GUARDED_OUTSIDE_ADMIN: Record<string, 'models:read' | 'models:write'> = {
+  'POST /v2/repository/index': 'models:read',
+  'POST /v2/repository/models/{name}/load': 'models:write',
+  'POST /v2/repository/models/{name}/unload': 'models:write',
+};
+
 /** What @fastify/swagger-ui registers under /docs (HEAD aside): the UI and this document, not the API. */
 const DOCS_ROUTES = [
   'GET /docs',
@@ -117,17 +127,26 @@ describe('openapi.yaml is a sound OpenAPI 3.1 document', () => {
     expect(Object.keys(ERRORS).filter((code) => !listed.has(code))).toEqual(['headers_too_large']);
   });
 
-  it('guards every /admin operation with bearerAuth and the scope its method needs, and nothing else', () => {
+  it('guards every /admin operation with bearerAuth and the scope its method needs, the V2 repository ones with theirs, and nothing else', () => {
     const requirements = Object.fromEntries(operations.map((op) => [op.key, op.operation.security]));
+    const scopeOf = (op: (typeof operations)[number]) => {
+      if (op.path.startsWith('/admin/')) return op.method === 'GET' ? 'models:read' : 'models:write';
+      return GUARDED_OUTSIDE_ADMIN[op.key];
+    };
     const expected = Object.fromEntries(
-      operations.map((op) => [
-        op.key,
-        op.path.startsWith('/admin/')
-          ? [{ bearerAuth: [op.method === 'GET' ? 'models:read' : 'models:write'] }]
-          : undefined,
-      ]),
+      operations.map((op) => {
+        const scope = scopeOf(op);
+        return [op.key, scope === undefined ? undefined : [{ bearerAuth: [scope] }]];
+      }),
     );
     expect(requirements).toEqual(expected);
+    // The table names real operations, none under /admin (those follow the method rule).
+    const keys = operations.map((op) => op.key);
+    expect(
+      Object.keys(GUARDED_OUTSIDE_ADMIN).filter(
+        (key) => !keys.includes(key) || key.split(' ')[1]?.startsWith('/admin/'),
+      ),
+    ).toEqual([]);
     expect(spec.components.securitySchemes.bearerAuth).toMatchObject({ type: 'http', scheme: 'bearer' });
   });
 });
@@ -138,7 +157,9 @@ describe('openapi.yaml covers the routes the app registers', () => {
     const onRoute = (route: RouteOptions) => {
       for (const method of [route.method].flat()) registered.push(`${method} ${route.url.replace(/:(\w+)/g, '{$1}')}`);
     };
+    // Multi-model mode registers routes of its own (and drops none the other app lacks): the union.
     await startApp({ ADMIN_JWT_SECRET: SECRET }, { onRoute });
+    await startApp({ SAGEMAKER_MULTI_MODEL: 'true', MODEL_REPOSITORY: await makeRepository({}) }, { onRoute });
 
     const routes = [...new Set(registered.filter((route) => !route.startsWith('HEAD ')))];
     const isDocs = (route: string) => {
@@ -602,6 +623,40 @@ describe('real answers match openapi.yaml', () => {
         status: 404,
         payload: { version: 9 },
       },
+      {
+        route: 'PUT /admin/models/{name}/traffic',
+        url: '/admin/models/m/traffic',
+        status: 200,
+        payload: { split: { stable: 0.1 }, shadow: 'stable' },
+      },
+      {
+        route: 'PUT /admin/models/{name}/traffic',
+        url: '/admin/models/m/traffic',
+        status: 400,
+        payload: { split: { stable: 1.5 } },
+      },
+      {
+        route: 'PUT /admin/models/{name}/traffic',
+        url: '/admin/models/m/traffic',
+        status: 404,
+        payload: { split: { canary: 0.1 } },
+      },
+      {
+        route: 'PUT /admin/models/{name}/traffic',
+        url: '/admin/models/m/traffic',
+        status: 403,
+        auth: 'other-scope',
+        payload: { split: { stable: 0.2 } },
+      },
+      { route: 'DELETE /admin/models/{name}/labels/{label}', url: '/admin/models/m/labels/stable', status: 409 },
+      {
+        route: 'DELETE /admin/models/{name}/traffic',
+        url: '/admin/models/m/traffic',
+        status: 403,
+        auth: 'other-scope',
+      },
+      { route: 'DELETE /admin/models/{name}/traffic', url: '/admin/models/nope/traffic', status: 404 },
+      { route: 'DELETE /admin/models/{name}/traffic', url: '/admin/models/m/traffic', status: 200 },
       { route: 'DELETE /admin/models/{name}/labels/{label}', url: '/admin/models/m/labels/stable', status: 200 },
       { route: 'DELETE /admin/models/{name}/labels/{label}', url: '/admin/models/m/labels/stable', status: 404 },
 
@@ -644,6 +699,144 @@ describe('real answers match openapi.yaml', () => {
       { route: 'POST /admin/models/{name}/reload', url: '/admin/models/m/reload', status: 200 },
       { route: 'POST /admin/models/{name}/reload', url: '/admin/models/nope/reload', status: 404 },
       { route: 'POST /admin/models/{name}/reload', url: '/admin/models/m/reload', status: 403, auth: 'other-scope' },
+    ];
+    expect(await conformance.run(app, cases)).toEqual([]);
+  });
+
+  it('Open Inference Protocol model repository extension (/v2/repository), behind the admin token', async () => {
+    const repository = await makeRepository({
+      ...versionedEntries('m', [1, 2]),
+      'bad/1/model.onnx': 'not an onnx model',
+    });
+    const app = await startApp({ MODEL_REPOSITORY: repository, ADMIN_JWT_SECRET: SECRET });
+    const cases: Case[] = [
+      { route: 'POST /v2/repository/index', url: '/v2/repository/index', status: 200 },
+      { route: 'POST /v2/repository/index', url: '/v2/repository/index', status: 200, payload: { ready: true } },
+      { route: 'POST /v2/repository/index', url: '/v2/repository/index', status: 400, payload: { ready: 'yes' } },
+      { route: 'POST /v2/repository/index', url: '/v2/repository/index', status: 401, auth: 'none', payload: {} },
+      { route: 'POST /v2/repository/index', url: '/v2/repository/index', status: 403, auth: 'other-scope' },
+      {
+        route: 'POST /v2/repository/index',
+        url: '/v2/repository/index',
+        status: 415,
+        headers: { 'content-type': 'application/xml' },
+        payload: '<ready/>',
+      },
+
+      { route: 'POST /v2/repository/models/{name}/unload', url: '/v2/repository/models/m/unload', status: 200 },
+      {
+        route: 'POST /v2/repository/models/{name}/unload',
+        url: '/v2/repository/models/m/unload',
+        status: 200,
+        payload: { parameters: { unload_dependents: true } },
+      },
+      {
+        route: 'POST /v2/repository/models/{name}/unload',
+        url: '/v2/repository/models/m/unload',
+        status: 400,
+        payload: { parameters: { unload_dependents: 'x' } },
+      },
+      { route: 'POST /v2/repository/models/{name}/unload', url: '/v2/repository/models/nope/unload', status: 404 },
+      {
+        route: 'POST /v2/repository/models/{name}/unload',
+        url: '/v2/repository/models/m/unload',
+        status: 403,
+        auth: 'other-scope',
+      },
+      {
+        route: 'POST /v2/repository/models/{name}/unload',
+        url: '/v2/repository/models/m/unload',
+        status: 401,
+        auth: 'none',
+      },
+
+      { route: 'POST /v2/repository/models/{name}/load', url: '/v2/repository/models/m/load', status: 200 },
+      {
+        route: 'POST /v2/repository/models/{name}/load',
+        url: '/v2/repository/models/m/load',
+        status: 200,
+        payload: { parameters: {} },
+      },
+      {
+        route: 'POST /v2/repository/models/{name}/load',
+        url: '/v2/repository/models/m/load',
+        status: 400,
+        payload: { parameters: { config: '{}' } },
+      },
+      { route: 'POST /v2/repository/models/{name}/load', url: '/v2/repository/models/nope/load', status: 404 },
+      { route: 'POST /v2/repository/models/{name}/load', url: '/v2/repository/models/bad/load', status: 422 },
+      {
+        route: 'POST /v2/repository/models/{name}/load',
+        url: '/v2/repository/models/m/load',
+        status: 403,
+        auth: 'other-scope',
+      },
+    ];
+    expect(await conformance.run(app, cases)).toEqual([]);
+  });
+
+  it('SageMaker multi-model routes, successes and errors', async () => {
+    // Folders holding a model's files directly, as SageMaker lays them out.
+    const inFolder = (folder: string, files: Record<string, Uint8Array | string>) =>
+      Object.fromEntries(Object.entries(files).map(([file, content]) => [`${folder}/${file}`, content]));
+    const repository = await makeRepository({
+      ...inFolder('a', versionedModel(1)),
+      ...inFolder('b', versionedModel(2)),
+      ...inFolder('broken', { 'model.onnx': 'not an onnx model', 'metadata.json': '{"features": ["a", "b"]}' }),
+    });
+    const app = await startApp({ SAGEMAKER_MULTI_MODEL: 'true', MODEL_REPOSITORY: repository, MAX_LOADED_MODELS: '1' });
+    const attributes = { 'x-amzn-sagemaker-custom-attributes': 'trace=1' };
+    const rows = '1,2\n3,4\n';
+    const invoke = (name: string, status: number, headers: Record<string, string>, payload: unknown = rows): Case => ({
+      route: 'POST /models/{name}/invoke',
+      url: `/models/${name}/invoke`,
+      status,
+      headers,
+      payload,
+    });
+    const cases: Case[] = [
+      { route: 'GET /models', url: '/models', status: 200, headers: attributes },
+      { route: 'POST /models', url: '/models', status: 422, payload: { model_name: 'alpha', url: 'broken' } },
+      { route: 'POST /models', url: '/models', status: 404, payload: { model_name: 'alpha', url: 'nowhere' } },
+      { route: 'POST /models', url: '/models', status: 400, payload: { model_name: 'alpha', url: '../elsewhere' } },
+      { route: 'POST /models', url: '/models', status: 400, payload: { model_name: '../alpha', url: 'a' } },
+      {
+        route: 'POST /models',
+        url: '/models',
+        status: 415,
+        headers: { 'content-type': 'application/xml' },
+        payload: '<model/>',
+      },
+      {
+        route: 'POST /models',
+        url: '/models',
+        status: 200,
+        headers: attributes,
+        payload: { model_name: 'alpha', url: 'a' },
+      },
+      { route: 'POST /models', url: '/models', status: 409, payload: { model_name: 'alpha', url: 'b' } },
+      { route: 'POST /models', url: '/models', status: 507, payload: { model_name: 'beta', url: 'b' } },
+
+      { route: 'GET /models', url: '/models', status: 200 },
+      { route: 'GET /models', url: '/models?page_size=1', status: 200 },
+      { route: 'GET /models', url: '/models?page_size=0', status: 400 },
+      { route: 'GET /models', url: '/models?next_page_token=not-a-token!', status: 400, headers: attributes },
+      { route: 'GET /models/{name}', url: '/models/alpha', status: 200, headers: attributes },
+      { route: 'GET /models/{name}', url: '/models/beta', status: 404 },
+
+      invoke('alpha', 200, { 'content-type': 'text/csv', accept: 'text/csv', ...attributes }),
+      invoke('alpha', 200, { 'content-type': 'application/json', 'x-amzn-sagemaker-target-model': 'models/a.tar.gz' }, [
+        [1, 2],
+      ]),
+      invoke('alpha', 200, { 'content-type': 'application/jsonlines', accept: 'application/jsonlines' }, '[1, 2]\n'),
+      invoke('alpha', 400, { 'content-type': 'application/json' }, { model: 'beta', instances: [[1, 2]] }),
+      invoke('alpha', 406, { 'content-type': 'text/csv', accept: 'text/html' }),
+      invoke('alpha', 415, { 'content-type': 'application/x-protobuf' }, 'x'),
+      invoke('beta', 404, { 'content-type': 'text/csv' }),
+
+      { route: 'DELETE /models/{name}', url: '/models/alpha', status: 200, headers: attributes },
+      { route: 'DELETE /models/{name}', url: '/models/alpha', status: 404 },
+      { route: 'POST /models', url: '/models', status: 200, payload: { model_name: 'beta', url: `${repository}/b` } },
     ];
     expect(await conformance.run(app, cases)).toEqual([]);
   });

@@ -48,6 +48,18 @@ export function tokenProblem(code: string | undefined, message: string): string 
  * holding the scope the method needs (403 otherwise).
  */
 export async function requireAdminToken(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  await checkAdminToken(request, reply, scopeFor(request.method));
+}
+
+/**
+ * The same check with a fixed scope, for routes whose method does not say whether they change
+ * anything (the V2 repository index is a POST that only reads).
+ */
+export function requireAdminScope(needed: string): (request: FastifyRequest, reply: FastifyReply) => Promise<void> {
+  return (request, reply) => checkAdminToken(request, reply, needed);
+}
+
+async function checkAdminToken(request: FastifyRequest, reply: FastifyReply, needed: string): Promise<void> {
   let claims: AdminClaims;
   try {
     claims = await request.jwtVerify<AdminClaims>();
@@ -63,7 +75,6 @@ export async function requireAdminToken(request: FastifyRequest, reply: FastifyR
     );
     throw new ApiError('unauthorized', tokenProblem(code, message), 'authorization');
   }
-  const needed = scopeFor(request.method);
   if (!scopesOf(claims).has(needed)) {
     request.server.metrics?.authFailed('forbidden');
     reply.header('www-authenticate', `Bearer realm="wattserve-admin", error="insufficient_scope", scope="${needed}"`);

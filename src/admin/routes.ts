@@ -4,6 +4,7 @@ import { ArchiveError, unpackArchive } from '../codecs/archive.js';
 import { MODEL_NAME_PATTERN, MODEL_NAME_RULE } from '../config.js';
 import { ApiError } from '../errors.js';
 import type { ServingChange } from '../registry/registry.js';
+import { NO_TRAFFIC_POLICY } from '../traffic.js';
 import { zodProblems } from '../zod-problems.js';
 
 const name = z.string().regex(MODEL_NAME_PATTERN, MODEL_NAME_RULE);
@@ -20,12 +21,17 @@ const labelParams = z.object({ name, label: z.string() });
 const promoteQuery = z.object({ promote: flag });
 const forceQuery = z.object({ force: flag });
 const versionBody = z.strictObject({ version: z.number().int().positive() });
+const trafficBody = z.strictObject({
+  // Shares are checked by the registry (each from 0 to 1, at most 1 in all), with the labels.
+  split: z.record(z.string(), z.number()).default({}),
+  shadow: z.string().optional(),
+});
 
 /**
  * Parses one part of the request, or answers 400 naming the field and the problem: `invalid_body`
  * for the body, as on every other route, `bad_request` for the URL (path and query).
  */
-function parse<T>(schema: z.ZodType<T>, value: unknown, part: string): T {
+export function parse<T>(schema: z.ZodType<T>, value: unknown, part: string): T {
   const parsed = schema.safeParse(value ?? {});
   if (parsed.success) return parsed.data;
   const [first] = parsed.error.issues;
@@ -126,6 +132,18 @@ export default async function adminRoutes(app: FastifyInstance) {
     const { name: model, label } = parse(labelParams, request.params, 'label');
     const { version: v } = parse(versionBody, request.body, 'body');
     return audited(request, 'label', { model, label, version: v }, () => app.models.setLabel(model, label, v));
+  });
+
+  app.put('/models/:name/traffic', async (request) => {
+    const { name: model } = parse(modelParams, request.params, 'name');
+    const { split, shadow } = parse(trafficBody, request.body, 'body');
+    const policy = { split: new Map(Object.entries(split)), shadow };
+    return audited(request, 'traffic', { model, split, shadow }, () => app.models.setTraffic(model, policy));
+  });
+
+  app.delete('/models/:name/traffic', async (request) => {
+    const { name: model } = parse(modelParams, request.params, 'name');
+    return audited(request, 'traffic', { model, cleared: true }, () => app.models.setTraffic(model, NO_TRAFFIC_POLICY));
   });
 
   app.delete('/models/:name/labels/:label', async (request) => {

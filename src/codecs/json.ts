@@ -13,6 +13,8 @@ export interface PredictionRequest {
   /** Let `features` name columns the model does not use (Kepler sends every metric it has). */
   extraFeatures?: 'refuse' | 'ignore';
   context?: PredictContext;
+  /** The client's request id: with a traffic split, the same id reaches the same version. */
+  routingKey?: string;
 }
 
 const NATIVE_FIELDS = new Set(['model', 'version', 'features', 'instances']);

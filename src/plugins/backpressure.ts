@@ -12,7 +12,8 @@ const ALWAYS_SERVED = new Set(['/live', '/v2/health/live', '/metrics']);
 
 /**
  * Admin routes served under pressure: reads, and the cheap actions that are the remedies for it
- * (promote back to the version that did not lag, unload a version to free memory, labels). Loading
+ * (promote back to the version that did not lag, unload a version or model to free memory, labels
+ * and traffic policies). Loading
  * a version (load, upload, reload) reads and checks a whole model, which is what pressure cannot
  * afford: those are refused like predictions. A new admin route is refused until listed here.
  */
@@ -23,6 +24,13 @@ export const ADMIN_SERVED_UNDER_PRESSURE: ReadonlySet<string> = new Set([
   'DELETE /admin/models/:name/versions/:version',
   'PUT /admin/models/:name/labels/:label',
   'DELETE /admin/models/:name/labels/:label',
+  // Sending a canary's share back to the serving version, or stopping a shadow's copies.
+  'PUT /admin/models/:name/traffic',
+  'DELETE /admin/models/:name/traffic',
+  'POST /v2/repository/index',
+  'POST /v2/repository/models/:name/unload',
+  // SageMaker multi-model: SageMaker frees memory by unloading models.
+  'DELETE /models/:name',
 ]);
 
 /** Whether a request is answered even while the server is under pressure. */

@@ -12,21 +12,21 @@ declare module 'fastify' {
     /** Undefined when METRICS_ENABLED=false. */
     metrics: ServiceMetrics | undefined;
   }
-  interface FastifyRequest {
-    /** The model version that answered this request, for its metric labels. */
-    servedBy: ModelVersion | undefined;
-  }
   interface FastifyContextConfig {
     /** The route label in the metrics, when the URL pattern is shared with another method's route. */
     metricsRoute?: string;
   }
 }
 
-/** The observer a protocol hands to predict(): records the inference and which model answered. */
-export function observerFor(request: FastifyRequest): PredictionObserver | undefined {
-  return request.server.metrics?.observer((model) => {
+/**
+ * The observer a protocol hands to predict(): notes which version answered (for the answer's
+ * X-Model-Version and the request's metrics) and records the inference.
+ */
+export function observerFor(request: FastifyRequest): PredictionObserver {
+  const chosen = (model: ModelVersion) => {
     request.servedBy = model;
-  });
+  };
+  return request.server.metrics?.observer(chosen) ?? { chosen, predicted: () => {} };
 }
 
 /**
@@ -41,7 +41,6 @@ export default fp<{ config: Config }>(
     }
     const service = new ServiceMetrics(() => app.models?.status().models ?? []);
     app.decorate('metrics', service);
-    app.decorateRequest('servedBy', undefined);
 
     // Callback hooks: an async hook costs a promise per request on the hot path.
     app.addHook('onRequest', (request, reply, done) => {

@@ -3,6 +3,7 @@ import fp from 'fastify-plugin';
 import { PredictionBatcher } from '../batching.js';
 import { InFlightLimit } from '../in-flight.js';
 import { Predictor } from '../predictor.js';
+import { ShadowTraffic } from '../shadow.js';
 import { PredictionPool } from '../workers/pool.js';
 
 declare module 'fastify' {
@@ -38,6 +39,7 @@ export default fp(
                   'a batched prediction failed: this version is no longer batched, its requests run one by one',
                 ),
               ),
+        shadows: new ShadowTraffic(app.models, config.maxConcurrentPerModel, app.metrics, app.log),
         workerRowsThreshold: config.workerRowsThreshold,
         workerBytesThreshold: config.workerBytesThreshold,
         requestTimeoutMs: config.requestTimeoutMs,

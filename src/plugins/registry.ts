@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
 import { ModelRegistry } from '../registry/registry.js';
-import { scanRepository } from '../registry/repository.js';
+import { type RepositoryContents, scanRepository } from '../registry/repository.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -10,6 +10,8 @@ declare module 'fastify' {
     config: Config;
   }
 }
+
+const NOTHING_TO_LOAD: RepositoryContents = { versions: [], unreadable: [], singleModel: false };
 
 export interface RegistryPluginOptions {
   config: Config;
@@ -30,13 +32,19 @@ export default fp<RegistryPluginOptions>(
       singleModelName: config.modelName,
       drainTimeoutMs: config.drainTimeoutMs,
       loadTimeoutMs: config.modelLoadTimeoutMs,
+      multiModel: config.sagemakerMultiModel,
+      maxLoadedModels: config.maxLoadedModels,
+      memoryBudgetBytes: config.modelMemoryBudgetBytes,
       log: app.log,
       events: app.metrics,
     });
     app.decorate('models', registry);
     app.decorate('config', config);
-    const contents = await scanRepository(config.modelRepository, config.modelName);
-    if (contents.versions.length === 0) {
+    // In multi-model mode the repository holds what SageMaker put there: it loads on POST /models.
+    const contents = config.sagemakerMultiModel
+      ? NOTHING_TO_LOAD
+      : await scanRepository(config.modelRepository, config.modelName);
+    if (contents.versions.length === 0 && !config.sagemakerMultiModel) {
       app.log.warn({ repository: config.modelRepository }, 'the model repository holds no model');
     }
     const loading = registry.loadAll(contents);

@@ -26,7 +26,11 @@ export default async function nativeProtocol(app: FastifyInstance) {
     const body = await predictor.decode(media, request.body, deadline);
     const { model: fromPath } = request.params;
     const model = fromPath === undefined ? body.model : modelFromBothPlaces(fromPath, body.model, 'the URL');
-    const { model: served, result } = await predictor.predict({ ...body, model }, observerFor(request), deadline);
+    const { model: served, result } = await predictor.predict(
+      { ...body, model, routingKey: request.id },
+      observerFor(request),
+      deadline,
+    );
     return sendEncoded(reply, 'application/json', await predictor.encode(served, result, 'application/json', deadline));
   }
 
@@ -34,15 +38,18 @@ export default async function nativeProtocol(app: FastifyInstance) {
   // unready while a model loads would never become ready.
   app.get('/live', async () => ({ status: 'live' }));
 
-  app.get('/models', async () => ({ models: app.models.list().map(describeModel) }));
+  // In SageMaker multi-model mode these paths are its ListModels and DescribeModel.
+  if (!app.config.sagemakerMultiModel) {
+    app.get('/models', async () => ({ models: app.models.list().map(describeModel) }));
 
-  app.get<{ Params: { name: string } }>('/models/:name', async (request) => {
-    const snapshot = app.models.get(request.params.name);
-    if (snapshot === undefined) {
-      throw new ApiError('unknown_model', `no model named "${request.params.name}" is loaded`, 'name');
-    }
-    return describeModel(snapshot);
-  });
+    app.get<{ Params: { name: string } }>('/models/:name', async (request) => {
+      const snapshot = app.models.get(request.params.name);
+      if (snapshot === undefined) {
+        throw new ApiError('unknown_model', `no model named "${request.params.name}" is loaded`, 'name');
+      }
+      return describeModel(snapshot);
+    });
+  }
 }
 
 /** A model as GET /models shows it; modelName and modelUrl are the names SageMaker clients read. */

@@ -7,6 +7,7 @@ import { ApiError } from '../errors.js';
 import { observerFor } from '../plugins/metrics.js';
 import type { ModelVersion } from '../registry/loader.js';
 import { messageErrorReplies } from './message-errors.js';
+import openInferenceRepository, { REPOSITORY_EXTENSION } from './open-inference-repository.js';
 
 const VERSION = (
   JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -17,14 +18,20 @@ type ModelParams = { Params: { name: string; version?: string } };
 /**
  * The KServe V2 / Open Inference Protocol REST API, registered under /v2: server and model
  * metadata, health, and inference over the registry and the predictor. Errors here are the
- * protocol's `{"error": "<message>"}`, with the statuses wattserve gives them everywhere.
+ * protocol's `{"error": "<message>"}`, with the statuses wattserve gives them everywhere. With the
+ * admin API configured, also the model repository extension (open-inference-repository.ts).
  */
 export default async function openInferenceProtocol(app: FastifyInstance) {
   const { predictor } = app;
 
   messageErrorReplies(app, '/v2');
 
-  app.get('', async () => ({ name: 'wattserve', version: VERSION, extensions: [] }));
+  // The model repository extension sits behind the admin token: without one configured it does not exist.
+  const repository = app.config.admin !== undefined;
+  const extensions = repository ? [REPOSITORY_EXTENSION] : [];
+  if (repository) await app.register(openInferenceRepository);
+
+  app.get('', async () => ({ name: 'wattserve', version: VERSION, extensions }));
 
   app.get('/health/live', async () => ({ live: true }));
 
@@ -72,7 +79,7 @@ export default async function openInferenceProtocol(app: FastifyInstance) {
     let prediction: Awaited<ReturnType<typeof predictor.predict>>;
     try {
       prediction = await predictor.predict(
-        { model: name, version, features: body.features, matrix: body.matrix },
+        { model: name, version, features: body.features, matrix: body.matrix, routingKey: request.id },
         observerFor(request),
         deadline,
       );

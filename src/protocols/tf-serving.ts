@@ -87,7 +87,14 @@ export default async function tfServingProtocol(app: FastifyInstance) {
     let prediction: Awaited<ReturnType<typeof predictor.predict>>;
     try {
       prediction = await predictor.predict(
-        { model: name, version: model.version, features: body.features, matrix: body.matrix },
+        {
+          model: name,
+          // Pinned when the URL names a version or label; else the model's traffic policy applies.
+          version: versionText === undefined && label === undefined ? undefined : model.version,
+          features: body.features,
+          matrix: body.matrix,
+          routingKey: request.id,
+        },
         observerFor(request),
         deadline,
       );

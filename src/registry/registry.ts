@@ -2,6 +2,16 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { BackendName } from '../backends/backend.js';
 import { ApiError, type ErrorCode } from '../errors.js';
 import {
+  checkPolicy,
+  NO_TRAFFIC_POLICY,
+  type RoutedTraffic,
+  routeTraffic,
+  shareOf,
+  type TrafficPolicy,
+  versionForShare,
+} from '../traffic.js';
+import { memoryRefusal, slotRefusal } from './admission.js';
+import {
   InstallConflictError,
   type InstallOptions,
   installVersion,
@@ -20,8 +30,10 @@ import {
 import {
   isSingleModelRoot,
   type RepositoryContents,
+  readModelFolder,
   readVersionFolder,
   scanRepository,
+  sourceBytes,
   type UnreadableFolder,
   type VersionSource,
 } from './repository.js';
@@ -38,6 +50,8 @@ export interface ModelSnapshot {
   readonly versions: ReadonlyMap<number, ModelVersion>;
   /** Named pointers at available versions (`stable`, `canary`, …). */
   readonly labels: ReadonlyMap<string, number>;
+  /** Where requests naming no version go besides `serving`, and which version gets their copies. */
+  readonly traffic: RoutedTraffic<ModelVersion>;
 }
 
 /** loading → available → unloading → unloaded, or failed (with a reason). */
@@ -76,6 +90,8 @@ export interface ModelStatus {
   name: string;
   serving: number | undefined;
   labels: Record<string, number>;
+  /** Shares of unpinned requests sent to labels, and the label that gets their copies, when set. */
+  traffic?: { split: Record<string, number>; shadow?: string };
   versions: VersionStatus[];
   /**
    * The last upload of a version of this model that failed once its archive was read (it left
@@ -140,6 +156,17 @@ export interface RegistryOptions {
   backendFor?: LoadOptions['backendFor'];
   /** Test seam for fault injection: writes an uploaded file (a disk that fills up). */
   writeFile?: InstallOptions['writeFile'];
+  /**
+   * SageMaker multi-model mode: models load through loadFolder alone (never by scanning
+   * `<name>/<version>` folders), and the service is ready with none loaded.
+   */
+  multiModel?: boolean;
+  /** Multi-model mode: most models loaded or loading at once (MAX_LOADED_MODELS). */
+  maxLoadedModels?: number;
+  /** Multi-model mode: the process's RSS a load may not take it past (MODEL_MEMORY_BUDGET_MB). */
+  memoryBudgetBytes?: number;
+  /** What the process holds in memory now; process.memoryUsage.rss by default (a test seam). */
+  residentBytes?: () => number;
 }
 
 /**
@@ -169,6 +196,8 @@ interface ModelRecord {
   readonly versions: Map<number, VersionRecord>;
   serving: number | undefined;
   readonly labels: Map<string, number>;
+  /** Its labels always exist: a label is not removed while the policy names it. */
+  traffic: TrafficPolicy;
   /**
    * Found at start-up or has served since: readiness waits for it. A model that first appears
    * broken later (an upload, a poll) does not take the whole service out of rotation.
@@ -199,6 +228,8 @@ export class ModelRegistry {
   #shuttingDown = false;
   /** Version folders whose load timed out and has not ended yet. */
   readonly #hung = new Set<string>();
+  /** Multi-model loads in progress and the bytes of their files, for the memory budget. */
+  readonly #reservedBytes = new Map<string, number>();
   readonly #options: RegistryOptions;
   readonly #log: FastifyBaseLogger;
 
@@ -219,6 +250,8 @@ export class ModelRegistry {
   get notReadyReason(): string | undefined {
     if (this.#shuttingDown) return 'shutting down';
     if (this.#loading) return 'models are still loading';
+    // SageMaker loads models on demand, once the container answers /ping.
+    if (this.#options.multiModel === true) return undefined;
     if (this.#snapshots.size === 0) return 'no model is serving';
     const idle = [...this.#models.values()].filter((m) => m.expected && !this.#snapshots.has(m.name));
     if (idle.length > 0) return `no version of ${idle.map((m) => m.name).join(', ')} is available`;
@@ -280,6 +313,7 @@ export class ModelRegistry {
           name: model.name,
           serving: this.#snapshots.get(model.name)?.serving.version,
           labels: Object.fromEntries(model.labels),
+          ...(hasPolicy(model.traffic) && { traffic: describePolicy(model.traffic) }),
           versions: [...model.versions.values()].sort((a, b) => a.version - b.version).map((r) => this.#describe(r)),
           ...(upload && { lastUploadFailure: { ...upload, at: upload.at.toISOString() } }),
         };
@@ -347,6 +381,7 @@ export class ModelRegistry {
   /** Loads a version that is in the repository; it serves when `promote` is set or nothing else does. */
   load(name: string, version: number, promote: boolean): Promise<ServingChange> {
     return this.#change(name, async () => {
+      this.#refuseRepositoryScan();
       const record = this.#models.get(name)?.versions.get(version);
       if (record?.state === 'available') {
         throw new ApiError(
@@ -374,6 +409,7 @@ export class ModelRegistry {
    */
   upload(name: string, version: number, files: readonly VersionFile[], promote: boolean): Promise<ServingChange> {
     return this.#change(name, async () => {
+      this.#refuseRepositoryScan();
       if (await isSingleModelRoot(this.#options.repository)) {
         throw new ApiError(
           'conflict',
@@ -479,6 +515,93 @@ export class ModelRegistry {
     });
   }
 
+  /**
+   * Takes every version of a model out of service at once, waits for the requests holding them and
+   * frees them before resolving. The model no longer counts for readiness. `forget` drops its
+   * records too (SageMaker multi-model DELETE: the name is unknown afterwards and may be loaded
+   * again); without it the versions stay listed as unloaded, and polling does not bring them back.
+   */
+  unloadModel(name: string, forget: boolean): Promise<ServingChange> {
+    return this.#change(name, async () => {
+      const model = this.#modelOrThrow(name);
+      model.serving = undefined;
+      model.expected = false;
+      model.labels.clear();
+      model.traffic = NO_TRAFFIC_POLICY;
+      // Out of every snapshot first: no new request reaches any version while they drain.
+      this.#publish(model);
+      const available = [...model.versions.values()].filter((record) => record.state === 'available');
+      for (const record of model.versions.values()) {
+        if (record.state === 'failed') {
+          record.state = 'unloaded';
+          record.reason = undefined;
+          record.lastLoadFailure = undefined;
+        }
+      }
+      await Promise.all(available.map((record) => this.#retire(model, record)));
+      if (forget && this.#models.get(name) === model) this.#models.delete(name);
+    });
+  }
+
+  /**
+   * SageMaker multi-model LoadModel: loads the model files in `dir` as version 1 of `name`, which
+   * serves once loaded; `location` is the URL listings show for it. Refused with 409 conflict while
+   * the name is loaded, loading or unloading, and with 507 insufficient_storage past
+   * MAX_LOADED_MODELS (loads in progress count) or when the process's RSS plus the model's files
+   * (and those of loads in progress) would pass the memory budget. A load that fails leaves no
+   * record: the name can be loaded again.
+   */
+  async loadFolder(name: string, dir: string, location: string): Promise<ServingChange> {
+    const existing = this.#models.get(name);
+    if (existing !== undefined && holdsResources(existing)) {
+      throw new ApiError('conflict', `model "${name}" is loaded already; DELETE /models/${name} first`, 'model_name');
+    }
+    const slots = [...this.#models.values()].filter(holdsResources).length;
+    const refusal = slotRefusal(slots, this.#options.maxLoadedModels);
+    if (refusal !== undefined) throw new ApiError('insufficient_storage', refusal);
+    // The slot is taken before the first await: a load arriving meanwhile counts it.
+    if (existing !== undefined) this.#models.delete(name);
+    const model = this.#modelRecord(name);
+    model.versions.set(1, newRecord(1, location));
+    try {
+      return await this.#change(name, async () => {
+        const source = await readModelFolder(dir, name, 1, location).catch((error: NodeJS.ErrnoException) => {
+          throw new ApiError('invalid_model', `cannot read the model folder: ${error.code ?? error.message}`, 'url');
+        });
+        const modelBytes = await sourceBytes(source);
+        const residentBytes = (this.#options.residentBytes ?? process.memoryUsage.rss)();
+        const reservedBytes = [...this.#reservedBytes.values()].reduce((total, bytes) => total + bytes, 0);
+        const budgetBytes = this.#options.memoryBudgetBytes;
+        const tooBig = memoryRefusal({ residentBytes, reservedBytes, modelBytes, budgetBytes });
+        if (tooBig !== undefined) throw new ApiError('insufficient_storage', `${name} was not loaded: ${tooBig}`);
+        this.#reservedBytes.set(name, modelBytes);
+        try {
+          await this.#loadSource(source, 'always');
+        } catch (error) {
+          throw new ApiError('invalid_model', `${name} cannot serve: ${messageOf(error)}`, 'url');
+        } finally {
+          this.#reservedBytes.delete(name);
+        }
+      });
+    } catch (error) {
+      if (this.#models.get(name) === model) this.#models.delete(name);
+      throw error;
+    }
+  }
+
+  /**
+   * In multi-model mode only SageMaker says what is loaded (POST /models): scanning
+   * `<name>/<version>` folders would load what it never asked for, or misread its folders.
+   */
+  #refuseRepositoryScan(): void {
+    if (this.#options.multiModel === true) {
+      throw new ApiError(
+        'conflict',
+        'in SageMaker multi-model mode (SAGEMAKER_MULTI_MODEL=true) models are loaded through POST /models',
+      );
+    }
+  }
+
   /** Points a label at an available version. */
   setLabel(name: string, label: string, version: number): Promise<ServingChange> {
     return this.#change(name, async () => {
@@ -501,9 +624,37 @@ export class ModelRegistry {
   removeLabel(name: string, label: string): Promise<ServingChange> {
     return this.#change(name, async () => {
       const model = this.#modelOrThrow(name);
-      if (!model.labels.delete(label)) {
-        throw new ApiError('unknown_label', `${name} has no label "${label}"`, 'label');
+      if (!model.labels.has(label)) throw new ApiError('unknown_label', `${name} has no label "${label}"`, 'label');
+      if (model.traffic.split.has(label) || model.traffic.shadow === label) {
+        throw new ApiError(
+          'conflict',
+          `the traffic policy of ${name} sends requests to "${label}"; change or clear it first`,
+          'label',
+        );
       }
+      model.labels.delete(label);
+      this.#publish(model);
+    });
+  }
+
+  /**
+   * Sets how requests naming no version are spread: `split` sends each label its share (the rest
+   * goes to the serving version), `shadow` gives a label's version a copy of every one. Both name
+   * labels the model has; an empty split and no shadow clear the policy.
+   */
+  setTraffic(name: string, policy: TrafficPolicy): Promise<ServingChange> {
+    return this.#change(name, async () => {
+      const model = this.#modelOrThrow(name);
+      checkPolicy(policy.split);
+      for (const label of policy.split.keys()) {
+        if (!model.labels.has(label)) {
+          throw new ApiError('unknown_label', `${name} has no label "${label}"; set it first`, `split.${label}`);
+        }
+      }
+      if (policy.shadow !== undefined && !model.labels.has(policy.shadow)) {
+        throw new ApiError('unknown_label', `${name} has no label "${policy.shadow}"; set it first`, 'shadow');
+      }
+      model.traffic = hasPolicy(policy) ? policy : NO_TRAFFIC_POLICY;
       this.#publish(model);
     });
   }
@@ -514,6 +665,7 @@ export class ModelRegistry {
    */
   reload(name: string): Promise<SyncReport> {
     return this.#exclusive(name, async () => {
+      this.#refuseRepositoryScan();
       const contents = await this.#scan();
       if (!this.#models.has(name) && !contents.versions.some((v) => v.name === name)) {
         throw new ApiError('unknown_model', `neither the registry nor the repository has a model "${name}"`, 'name');
@@ -527,6 +679,7 @@ export class ModelRegistry {
    * registry, one model at a time like start-up loading. Skipped while start-up loading runs.
    */
   async poll(): Promise<SyncReport[]> {
+    this.#refuseRepositoryScan();
     if (this.#loading) return [];
     const contents = await this.#scan();
     this.#unreadable = contents.unreadable;
@@ -597,9 +750,9 @@ export class ModelRegistry {
    * Finds the model a request asks for and holds it until release(). With no name: the configured
    * default model, else the only model. With no version: the serving one.
    */
-  acquire(name: string | undefined, version?: number): ModelHandle {
+  acquire(name: string | undefined, version?: number, routingKey?: string): ModelHandle {
     const snapshot = this.#resolve(name);
-    const model = version === undefined ? snapshot.serving : snapshot.versions.get(version);
+    const model = version === undefined ? routed(snapshot, routingKey) : snapshot.versions.get(version);
     if (model === undefined) {
       const loaded = [...snapshot.versions.keys()].sort((a, b) => a - b).join(', ');
       throw new ApiError(
@@ -624,6 +777,16 @@ export class ModelRegistry {
         this.#drainWaiters.get(model)?.();
       },
     };
+  }
+
+  /**
+   * The version that gets a copy of a request the `answered` version served (the model's shadow
+   * label's), or undefined when the model has none or it is that same version.
+   */
+  shadowOf(answered: ModelVersion): { label: string; version: number } | undefined {
+    const shadow = this.#snapshots.get(answered.name)?.traffic.shadow;
+    if (shadow === undefined || shadow.version === answered) return undefined;
+    return { label: shadow.label, version: shadow.version.version };
   }
 
   /** Requests currently holding this version. */
@@ -835,7 +998,16 @@ export class ModelRegistry {
   async #retire(model: ModelRecord, record: VersionRecord): Promise<void> {
     const instance = record.instance;
     record.state = 'unloading';
-    for (const [label, version] of model.labels) if (version === record.version) model.labels.delete(label);
+    const dropped = [...model.labels].filter(([, version]) => version === record.version).map(([label]) => label);
+    for (const label of dropped) model.labels.delete(label);
+    const traffic = withoutLabels(model.traffic, dropped);
+    if (traffic !== model.traffic) {
+      model.traffic = traffic;
+      this.#log.warn(
+        { model: model.name, version: record.version, labels: dropped },
+        'an unloaded version took labels the traffic policy used: their share goes to the serving version',
+      );
+    }
     this.#publish(model);
     if (instance !== undefined) await this.#drainAndDispose(instance);
     record.instance = undefined;
@@ -873,7 +1045,14 @@ export class ModelRegistry {
     const serving = model.serving === undefined ? undefined : versions.get(model.serving);
     const before = this.#snapshots.get(model.name)?.serving;
     if (serving === undefined) this.#snapshots.delete(model.name);
-    else this.#snapshots.set(model.name, { name: model.name, serving, versions, labels: new Map(model.labels) });
+    else {
+      const labels = new Map(model.labels);
+      const traffic = routeTraffic(model.traffic, (label) => {
+        const version = labels.get(label);
+        return version === undefined ? undefined : versions.get(version);
+      });
+      this.#snapshots.set(model.name, { name: model.name, serving, versions, labels, traffic });
+    }
     // Start-up serving each newer version as it loads is not a swap anyone made.
     if (!this.#loading && before !== undefined && serving !== undefined && before !== serving) {
       this.#options.events?.servingReplaced(model.name);
@@ -892,6 +1071,7 @@ export class ModelRegistry {
         versions: new Map(),
         serving: undefined,
         labels: new Map(),
+        traffic: NO_TRAFFIC_POLICY,
         expected: false,
         lastUploadFailure: undefined,
       };
@@ -914,6 +1094,11 @@ export class ModelRegistry {
     }
     return { model, record };
   }
+}
+
+/** Whether a model holds (or is about to hold) memory: a version loading, available or draining. */
+function holdsResources(model: ModelRecord): boolean {
+  return [...model.versions.values()].some((record) => ['loading', 'available', 'unloading'].includes(record.state));
 }
 
 function versionExists(name: string, version: number): ApiError {
@@ -955,6 +1140,37 @@ function highestAvailable(model: ModelRecord, except: number): number | undefine
     .filter((record) => record.state === 'available' && record.version !== except)
     .map((record) => record.version);
   return candidates.length === 0 ? undefined : Math.max(...candidates);
+}
+
+/**
+ * The version a request naming none goes to: by its share of the model's traffic split, from its
+ * request id when the client sent one (the same id, the same version), else at random.
+ */
+function routed(snapshot: ModelSnapshot, routingKey: string | undefined): ModelVersion {
+  const { traffic } = snapshot;
+  if (traffic.split.length === 0) return snapshot.serving;
+  const share = routingKey === undefined ? Math.random() : shareOf(routingKey);
+  return versionForShare(traffic, share) ?? snapshot.serving;
+}
+
+function hasPolicy(policy: TrafficPolicy): boolean {
+  return policy.split.size > 0 || policy.shadow !== undefined;
+}
+
+function describePolicy(policy: TrafficPolicy): { split: Record<string, number>; shadow?: string } {
+  return {
+    split: Object.fromEntries(policy.split),
+    ...(policy.shadow !== undefined && { shadow: policy.shadow }),
+  };
+}
+
+/** The policy without these labels (the same object when it names none of them). */
+function withoutLabels(policy: TrafficPolicy, labels: readonly string[]): TrafficPolicy {
+  const named = labels.filter((label) => policy.split.has(label) || policy.shadow === label);
+  if (named.length === 0) return policy;
+  const split = new Map([...policy.split].filter(([label]) => !named.includes(label)));
+  const shadow = policy.shadow !== undefined && named.includes(policy.shadow) ? undefined : policy.shadow;
+  return hasPolicy({ split, shadow }) ? { split, shadow } : NO_TRAFFIC_POLICY;
 }
 
 function messageOf(error: unknown): string {

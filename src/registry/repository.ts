@@ -101,6 +101,27 @@ export async function readVersionFolder(
   return listing && versionSource(root, location, name, version, listing.files);
 }
 
+/**
+ * Any folder that holds one model's files directly (SageMaker multi-model mode's `url`), as
+ * version `version` of `name`; `location` is what listings show for it. Throws as fs does when the
+ * folder cannot be read.
+ */
+export async function readModelFolder(
+  dir: string,
+  name: string,
+  version: number,
+  location: string,
+): Promise<VersionSource> {
+  const { files } = await listFolder(dir);
+  return { name, version, dir, location, files, signature: await folderSignature(dir, files) };
+}
+
+/** The total size of a version's files: roughly what loading it takes in memory. */
+export async function sourceBytes(source: VersionSource): Promise<number> {
+  const sizes = await Promise.all(source.files.map(async (file) => (await stat(path.join(source.dir, file))).size));
+  return sizes.reduce((total, size) => total + size, 0);
+}
+
 async function versionSource(
   root: string,
   location: string,

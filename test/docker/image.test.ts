@@ -427,6 +427,12 @@ describe('docker/entrypoint.sh', () => {
     expect(blank.printed.MODEL_REPOSITORY).toBe(sagemaker);
   });
 
+  it('leaves the repository to the server in SageMaker multi-model mode (it defaults to /opt/ml/models)', async () => {
+    const sagemaker = await makeRepository(versionedModel(1));
+    const multi = await entrypoint(['serve'], { SAGEMAKER_MODEL_DIR: sagemaker, SAGEMAKER_MULTI_MODEL: 'true' });
+    expect(multi.printed.MODEL_REPOSITORY).toBe('(unset)');
+  });
+
   it('keeps the shipped models when /opt/ml/model is empty, and MODEL_REPOSITORY when it is set', async () => {
     const empty = await makeRepository({});
     expect((await entrypoint([], { SAGEMAKER_MODEL_DIR: empty })).printed.MODEL_REPOSITORY).toBe('(unset)');

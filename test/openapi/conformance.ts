@@ -6,6 +6,7 @@ import {
   type OpenApiDocument,
   operationsOf,
   type Response,
+  type Schema,
   type SchemaValidator,
   type SpecOperation,
 } from './spec.js';
@@ -26,6 +27,18 @@ export interface Case {
 /** The media type without parameters, lower-cased: `text/plain; version=0.0.4` → `text/plain`. */
 export function mediaType(header: string | undefined): string {
   return (header ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+}
+
+/**
+ * A query, path or header value (always text on the wire) as the type its schema declares: an
+ * `integer` or `number` parameter is checked as the number it spells, when it spells one.
+ */
+function asSchemaType(schema: Schema, value: string): unknown {
+  const type = typeof schema === 'object' ? schema.type : undefined;
+  if ((type === 'integer' || type === 'number') && value.trim() !== '' && Number.isFinite(Number(value))) {
+    return Number(value);
+  }
+  return value;
 }
 
 /**
@@ -143,7 +156,8 @@ export class Conformance {
       }
       given.delete(key);
       if (parameter.schema !== undefined) {
-        problems.push(...this.validator.errors(parameter.schema, value).map((e) => `parameter ${key}: ${e}`));
+        const typed = asSchemaType(parameter.schema, value);
+        problems.push(...this.validator.errors(parameter.schema, typed).map((e) => `parameter ${key}: ${e}`));
       }
     }
     for (const key of given.keys()) {

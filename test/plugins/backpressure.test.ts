@@ -1,8 +1,8 @@
-import type { FastifyInstance, InjectOptions } from 'fastify';
+import type { FastifyInstance, InjectOptions, RouteOptions } from 'fastify';
 import { describe, expect, it } from 'vitest';
 import { ADMIN_SERVED_UNDER_PRESSURE } from '../../src/plugins/backpressure.js';
 import { bearer, SECRET } from '../admin/helpers.js';
-import { captureLogs, LINEAR, PODS, startApp } from '../helpers.js';
+import { captureLogs, LINEAR, makeRepository, PODS, startApp } from '../helpers.js';
 
 // Load is sampled this often in these tests (1 s in service). Not much less: a sample in which the
 // loop was too busy to measure itself even once counts as infinite delay.
@@ -153,16 +153,14 @@ describe('backpressure', () => {
     expect(await ping(app)).toBe(200);
   });
 
-  it('lists only admin routes that exist', async () => {
+  it('lists only admin routes that exist (with the admin API, or in SageMaker multi-model mode)', async () => {
     const routes = new Set<string>();
-    await startApp(
-      { ADMIN_JWT_SECRET: SECRET },
-      {
-        onRoute: (route) => {
-          for (const method of [route.method].flat()) routes.add(`${method} ${route.url}`);
-        },
-      },
-    );
+    const onRoute = (route: RouteOptions) => {
+      for (const method of [route.method].flat()) routes.add(`${method} ${route.url}`);
+    };
+    await startApp({ ADMIN_JWT_SECRET: SECRET }, { onRoute });
+    const repository = await makeRepository({});
+    await startApp({ SAGEMAKER_MULTI_MODEL: 'true', MODEL_REPOSITORY: repository }, { onRoute });
     expect([...ADMIN_SERVED_UNDER_PRESSURE].filter((route) => !routes.has(route))).toEqual([]);
   });
 });
