@@ -191,6 +191,47 @@ const rows: Array<{ title: string; panels: PanelSpec[] }> = [
     ],
   },
   {
+    title: 'Canary and shadow',
+    panels: [
+      {
+        title: 'Requests by answering version',
+        description:
+          "Requests each model version answered: with a traffic split, the canary's share next to the serving version's.",
+        unit: 'reqps',
+        stacked: true,
+        queries: [
+          {
+            expr: `sum by (model, version) (rate(wattserve_http_requests_total{${MODELS}, version!=""}${RATE}))`,
+            legend: '{{model}} v{{version}}',
+          },
+        ],
+      },
+      {
+        title: 'Shadow vs answer: absolute error',
+        description:
+          "How far the shadow label's watts are from the answer's, per pod and output (median, p95, p99). Near 0: the shadow version agrees.",
+        unit: 'watt',
+        queries: quantiles('wattserve_shadow_absolute_error_watts', 'model, label', MODELS).map((query) => ({
+          ...query,
+          legend: query.legend.replace('{{model, label}}', '{{model}} {{label}}'),
+        })),
+      },
+      {
+        title: 'Shadow copies by outcome',
+        description:
+          'Copies sent to shadow labels: compared, failed (refused by the shadow version), timeout, skipped (shadow busy), incomparable (no shared output).',
+        unit: 'short',
+        stacked: true,
+        queries: [
+          {
+            expr: `sum by (model, label, outcome) (rate(wattserve_shadow_predictions_total{${MODELS}}${RATE}))`,
+            legend: '{{model}} {{label}}: {{outcome}}',
+          },
+        ],
+      },
+    ],
+  },
+  {
     title: 'Runtime',
     panels: [
       {

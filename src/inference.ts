@@ -5,6 +5,7 @@ import type { InFlightLimit } from './in-flight.js';
 import type { Matrix } from './matrix.js';
 import type { ModelVersion } from './registry/loader.js';
 import type { ModelRegistry } from './registry/registry.js';
+import type { Mirror } from './shadow.js';
 
 /** Told which model a request got, and of every prediction that succeeds: how long the model took, what it said. */
 export interface PredictionObserver {
@@ -39,9 +40,9 @@ export interface PredictOptions {
   run?: ModelRunner;
   /**
    * Told of the version chosen, before it runs (the request's matrix may move to a worker then);
-   * what it returns is given the answer once there is one (shadow traffic compares it).
+   * what it returns is given the answer once there is one, or cancelled (shadow traffic).
    */
-  mirror?: (answered: ModelVersion, request: PredictionRequest) => ((result: Matrix) => void) | undefined;
+  mirror?: (answered: ModelVersion, request: PredictionRequest) => Mirror | undefined;
 }
 
 /**
@@ -60,6 +61,8 @@ export async function predict(
   const { observer, run = runInThread } = options;
   const handle = registry.acquire(request.model, request.version, request.routingKey);
   let running: Promise<unknown> | undefined;
+  let mirror: Mirror | undefined;
+  let answered = false;
   try {
     const { model } = handle;
     observer?.chosen(model);
@@ -75,7 +78,7 @@ export async function predict(
       );
     }
     const leave = options.inFlight?.enter(model.name);
-    const mirrored = options.mirror?.(model, request);
+    mirror = mirrorOf(options, model, request);
     const started = performance.now();
     // Async, so that a backend throwing at once still gives its in-flight place back.
     const work = (async () => run(model, input, request.context, options.deadline))();
@@ -94,11 +97,31 @@ export async function predict(
     const seconds = (performance.now() - started) / 1000;
     checkFinite(result);
     observer?.predicted(model, seconds, result);
-    mirrored?.(result);
+    answered = true;
+    mirrorStep(() => mirror?.compare(result));
     return { model, result };
   } finally {
+    if (!answered) mirrorStep(() => mirror?.cancel());
     if (running === undefined) handle.release();
     else void running.finally(() => handle.release());
+  }
+}
+
+/** The request's mirror, if any: nothing a mirror does may fail the request it copies. */
+function mirrorOf(options: PredictOptions, model: ModelVersion, request: PredictionRequest): Mirror | undefined {
+  let mirror: Mirror | undefined;
+  mirrorStep(() => {
+    mirror = options.mirror?.(model, request);
+  });
+  return mirror;
+}
+
+/** Runs a step of the request's mirror; its failures are the mirror's to count, never the request's. */
+function mirrorStep(step: () => void): void {
+  try {
+    step();
+  } catch {
+    // The request it copies goes on.
   }
 }
 

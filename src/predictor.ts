@@ -113,13 +113,15 @@ export class Predictor {
 
   predict(request: PredictionRequest, observer: PredictionObserver | undefined, deadline: number): Promise<Prediction> {
     const { pool, inFlight, batcher, shadows } = this.#options;
+    const inThread = batcher?.run ?? runInThread;
     const run =
       pool?.usable !== true || !this.#isLarge(request.matrix.rows) || request.context !== undefined
-        ? (batcher?.run ?? runInThread)
+        ? inThread
         : this.#inWorker(pool);
+    // Copies run on the event loop, never in the worker threads' queue, which is the clients'.
     const mirror =
       shadows &&
-      ((answered: ModelVersion, copied: PredictionRequest) => shadows.prepare(answered, copied, run, deadline));
+      ((answered: ModelVersion, copied: PredictionRequest) => shadows.prepare(answered, copied, inThread, deadline));
     return predict(this.registry, request, { observer, deadline, inFlight, run, mirror });
   }
 

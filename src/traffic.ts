@@ -3,27 +3,42 @@ import { ApiError } from './errors.js';
 /**
  * How a model's unpinned requests (those naming no version or label) are spread over its labels:
  * `split` sends a share of them to each label's version, the rest to the serving version; `shadow`
- * names a label whose version gets a copy of each, compared but never returned.
+ * names a label whose version gets a copy of a `shadowShare` of the requests the serving version
+ * answers, compared but never returned.
  */
 export interface TrafficPolicy {
   readonly split: ReadonlyMap<string, number>;
   readonly shadow: string | undefined;
+  readonly shadowShare: number;
 }
 
-export const NO_TRAFFIC_POLICY: TrafficPolicy = { split: new Map(), shadow: undefined };
+export const NO_TRAFFIC_POLICY: TrafficPolicy = { split: new Map(), shadow: undefined, shadowShare: 1 };
+
+/** Labels a split may name: enough for any rollout, few enough that checking a policy costs nothing. */
+export const MAX_SPLIT_LABELS = 32;
 
 /** The policy with its labels resolved to what they point at when the model's snapshot is built. */
 export interface RoutedTraffic<V> {
-  /** Cumulative upper bounds: a request whose share is below `upTo` (and above the previous) goes to `version`. */
-  readonly split: readonly { readonly label: string; readonly upTo: number; readonly version: V }[];
-  readonly shadow: { readonly label: string; readonly version: V } | undefined;
+  /**
+   * Cumulative upper bounds: a request whose share is below `upTo` (and at or above the previous
+   * one's) goes to `version`; to the serving version when that is undefined (a label pointing nowhere).
+   */
+  readonly split: readonly { readonly label: string; readonly upTo: number; readonly version: V | undefined }[];
+  readonly shadow: { readonly label: string; readonly version: V; readonly share: number } | undefined;
 }
 
-/** Checks a policy an admin asks for: shares between 0 and 1 that add up to at most 1. */
-export function checkPolicy(split: ReadonlyMap<string, number>): void {
+/** Checks a policy an admin asks for: shares between 0 and 1, the split's adding up to at most 1. */
+export function checkPolicy(policy: TrafficPolicy): void {
+  const { split, shadowShare } = policy;
+  if (split.size > MAX_SPLIT_LABELS) {
+    throw new ApiError('invalid_body', `at most ${MAX_SPLIT_LABELS} labels, not ${split.size}`, 'split');
+  }
+  if (!isShare(shadowShare)) {
+    throw new ApiError('invalid_body', `a share is a number from 0 to 1, not ${shadowShare}`, 'shadowShare');
+  }
   let total = 0;
   for (const [label, share] of split) {
-    if (!(share >= 0 && share <= 1)) {
+    if (!isShare(share)) {
       throw new ApiError('invalid_body', `a share is a number from 0 to 1, not ${share}`, `split.${label}`);
     }
     total += share;
@@ -40,18 +55,17 @@ export function checkPolicy(split: ReadonlyMap<string, number>): void {
 
 /** Resolves a policy's labels with `versionOf`; a label that points nowhere gets no traffic. */
 export function routeTraffic<V>(policy: TrafficPolicy, versionOf: (label: string) => V | undefined): RoutedTraffic<V> {
-  const split: { label: string; upTo: number; version: V }[] = [];
+  const split: { label: string; upTo: number; version: V | undefined }[] = [];
   let upTo = 0;
   for (const [label, share] of [...policy.split].sort(([a], [b]) => a.localeCompare(b))) {
-    const version = versionOf(label);
     upTo += share;
-    if (version !== undefined && share > 0) split.push({ label, upTo, version });
+    if (share > 0) split.push({ label, upTo, version: versionOf(label) });
   }
   const shadowVersion = policy.shadow === undefined ? undefined : versionOf(policy.shadow);
   const shadow =
-    policy.shadow === undefined || shadowVersion === undefined
+    policy.shadow === undefined || shadowVersion === undefined || policy.shadowShare === 0
       ? undefined
-      : { label: policy.shadow, version: shadowVersion };
+      : { label: policy.shadow, version: shadowVersion, share: policy.shadowShare };
   return { split, shadow };
 }
 
@@ -59,6 +73,10 @@ export function routeTraffic<V>(policy: TrafficPolicy, versionOf: (label: string
 export function versionForShare<V>(traffic: RoutedTraffic<V>, share: number): V | undefined {
   for (const entry of traffic.split) if (share < entry.upTo) return entry.version;
   return undefined;
+}
+
+function isShare(value: number): boolean {
+  return value >= 0 && value <= 1;
 }
 
 /**

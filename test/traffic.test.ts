@@ -3,6 +3,8 @@ import { ApiError } from '../src/errors.js';
 import { checkPolicy, routeTraffic, shareOf, versionForShare } from '../src/traffic.js';
 import { apiErrorOf } from './helpers.js';
 
+const splitOf = (entries: [string, number][]) => ({ split: new Map(entries), shadow: undefined, shadowShare: 1 });
+
 /** The share of `ids` whose hash falls below `share`. */
 function fractionBelow(ids: readonly string[], share: number): number {
   return ids.filter((id) => shareOf(id) < share).length / ids.length;
@@ -42,6 +44,7 @@ describe('a traffic policy routes shares to labels', () => {
       ['blue', 0.2],
     ]),
     shadow: 'canary',
+    shadowShare: 0.5,
   };
 
   it('each label gets its share in label order; the rest goes to the serving version', () => {
@@ -52,36 +55,48 @@ describe('a traffic policy routes shares to labels', () => {
     expect(versionForShare(routed, 0.2)).toBe(2);
     expect(versionForShare(routed, 0.299)).toBe(2);
     expect(versionForShare(routed, 0.301)).toBeUndefined();
-    expect(routed.shadow).toEqual({ label: 'canary', version: 2 });
+    expect(routed.shadow).toEqual({ label: 'canary', version: 2, share: 0.5 });
   });
 
-  it('a label that points nowhere gets nothing: its share goes to the serving version', () => {
-    const routed = routeTraffic(policy, (label) => (label === 'blue' ? 3 : undefined));
-    expect(versionForShare(routed, 0.25)).toBeUndefined();
-    expect(versionForShare(routed, 0.1)).toBe(3);
-    expect(routed.shadow).toBeUndefined();
+  it('a label that points nowhere keeps its share for the serving version, whatever its place', () => {
+    // canary (sorted second) points nowhere: [0, 0.2) → 3, [0.2, 0.3) → serving, the rest → serving.
+    const withoutCanary = routeTraffic(policy, (label) => (label === 'blue' ? 3 : undefined));
+    expect(versionForShare(withoutCanary, 0.1)).toBe(3);
+    expect(versionForShare(withoutCanary, 0.25)).toBeUndefined();
+    expect(withoutCanary.shadow).toBeUndefined();
+    // blue (sorted first) points nowhere: its 0.2 must not fall to canary.
+    const withoutBlue = routeTraffic(policy, (label) => (label === 'canary' ? 2 : undefined));
+    expect(versionForShare(withoutBlue, 0.1)).toBeUndefined();
+    expect(versionForShare(withoutBlue, 0.25)).toBe(2);
   });
 
   it('refuses shares outside 0..1 and shares adding up to more than 1, naming the field', () => {
-    expect(apiErrorOf(() => checkPolicy(new Map([['canary', 1.5]])))).toMatchObject({
+    expect(apiErrorOf(() => checkPolicy(splitOf([['canary', 1.5]])))).toMatchObject({
       code: 'invalid_body',
       field: 'split.canary',
     });
-    expect(apiErrorOf(() => checkPolicy(new Map([['canary', -0.1]])))).toMatchObject({ field: 'split.canary' });
-    expect(apiErrorOf(() => checkPolicy(new Map([['canary', Number.NaN]])))).toMatchObject({ field: 'split.canary' });
+    expect(apiErrorOf(() => checkPolicy(splitOf([['canary', -0.1]])))).toMatchObject({ field: 'split.canary' });
+    expect(apiErrorOf(() => checkPolicy(splitOf([['canary', Number.NaN]])))).toMatchObject({ field: 'split.canary' });
     const tooMuch = new Map([
       ['a', 0.6],
       ['b', 0.5],
     ]);
-    expect(apiErrorOf(() => checkPolicy(tooMuch))).toMatchObject({ code: 'invalid_body', field: 'split' });
+    expect(apiErrorOf(() => checkPolicy({ split: tooMuch, shadow: undefined, shadowShare: 1 }))).toMatchObject({
+      code: 'invalid_body',
+      field: 'split',
+    });
     expect(() =>
       checkPolicy(
-        new Map([
+        splitOf([
           ['a', 0.7],
           ['b', 0.2],
           ['c', 0.1],
         ]),
       ),
     ).not.toThrow(ApiError);
+    const many = splitOf(Array.from({ length: 33 }, (_, i) => [`l${i}`, 0.01] as [string, number]));
+    expect(apiErrorOf(() => checkPolicy(many))).toMatchObject({ field: 'split' });
+    const badShadowShare = { split: new Map(), shadow: 'canary', shadowShare: 2 };
+    expect(apiErrorOf(() => checkPolicy(badShadowShare))).toMatchObject({ field: 'shadowShare' });
   });
 });

@@ -4,7 +4,7 @@ import { ArchiveError, unpackArchive } from '../codecs/archive.js';
 import { MODEL_NAME_PATTERN, MODEL_NAME_RULE } from '../config.js';
 import { ApiError } from '../errors.js';
 import type { ServingChange } from '../registry/registry.js';
-import { NO_TRAFFIC_POLICY } from '../traffic.js';
+import { MAX_SPLIT_LABELS, NO_TRAFFIC_POLICY } from '../traffic.js';
 import { zodProblems } from '../zod-problems.js';
 
 const name = z.string().regex(MODEL_NAME_PATTERN, MODEL_NAME_RULE);
@@ -22,9 +22,13 @@ const promoteQuery = z.object({ promote: flag });
 const forceQuery = z.object({ force: flag });
 const versionBody = z.strictObject({ version: z.number().int().positive() });
 const trafficBody = z.strictObject({
-  // Shares are checked by the registry (each from 0 to 1, at most 1 in all), with the labels.
-  split: z.record(z.string(), z.number()).default({}),
-  shadow: z.string().optional(),
+  // Shares and labels are checked by the registry (each share from 0 to 1, at most 1 in all).
+  split: z
+    .record(z.string().max(128), z.number())
+    .refine((split) => Object.keys(split).length <= MAX_SPLIT_LABELS, `at most ${MAX_SPLIT_LABELS} labels`)
+    .default({}),
+  shadow: z.string().max(128).optional(),
+  shadowShare: z.number().default(1),
 });
 
 /**
@@ -136,9 +140,19 @@ export default async function adminRoutes(app: FastifyInstance) {
 
   app.put('/models/:name/traffic', async (request) => {
     const { name: model } = parse(modelParams, request.params, 'name');
-    const { split, shadow } = parse(trafficBody, request.body, 'body');
-    const policy = { split: new Map(Object.entries(split)), shadow };
-    return audited(request, 'traffic', { model, split, shadow }, () => app.models.setTraffic(model, policy));
+    // No body is not "clear the policy": DELETE says that.
+    if (request.body === undefined || request.body === null) {
+      throw new ApiError(
+        'invalid_body',
+        'send {"split"?: {label: share}, "shadow"?: label, "shadowShare"?: share}',
+        'body',
+      );
+    }
+    const { split, shadow, shadowShare } = parse(trafficBody, request.body, 'body');
+    const policy = { split: new Map(Object.entries(split)), shadow, shadowShare };
+    return audited(request, 'traffic', { model, split, shadow, shadowShare }, () =>
+      app.models.setTraffic(model, policy),
+    );
   });
 
   app.delete('/models/:name/traffic', async (request) => {

@@ -49,7 +49,10 @@ export function parseJsonText(text: string, name: string): unknown {
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw new Error(`${name} is not valid JSON: ${(error as Error).message}`);
+    // V8 quotes the start of the text ('Unexpected token 'T', "TOPSECRET-"... is not valid JSON'):
+    // answers name the problem, never the file's contents.
+    const problem = (error as Error).message.replace(/, ".*$/s, '');
+    throw new Error(`${name} is not valid JSON: ${problem}`);
   }
 }
 

@@ -1,4 +1,4 @@
-import { realpath, stat } from 'node:fs/promises';
+import { readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
@@ -14,7 +14,14 @@ const MAX_PAGE_SIZE = 1000;
 
 const modelName = z.string().regex(MODEL_NAME_PATTERN, MODEL_NAME_RULE);
 // Extra fields are let through: SageMaker may add some, and none of them changes what loads.
-const loadBody = z.object({ model_name: modelName, url: z.string().min(1, 'must name a folder') });
+const loadBody = z.object({
+  model_name: modelName,
+  url: z
+    .string()
+    .min(1, 'must name a folder')
+    .max(4096, 'must be at most 4096 characters')
+    .refine((url) => !url.includes('\0'), 'must not hold a NUL character'),
+});
 const listQuery = z.object({
   next_page_token: z.string().optional(),
   // The name ListModels answers with, for clients that send back the field as they got it.
@@ -53,7 +60,8 @@ export default async function sagemakerMultiModelProtocol(app: FastifyInstance) 
 
   app.delete<NameParams>('/models/:name', async (request) => {
     const { name } = request.params;
-    const modelUrl = app.models.get(name)?.serving.location;
+    // From the registry's record, not the serving snapshot: a model still loading has none yet.
+    const modelUrl = app.models.status().models.find((model) => model.name === name)?.versions[0]?.location;
     // Resolves once the model's requests have finished and its memory is freed: SageMaker loads
     // another model as soon as this answers.
     await app.models.unloadModel(name, true);
@@ -115,7 +123,8 @@ function nameInToken(token: string): string {
  */
 export async function modelFolder(url: string, repository: string): Promise<string> {
   const root = path.resolve(repository);
-  const outside = new ApiError('invalid_body', `must be a folder inside the model repository ${root}`, 'url');
+  // The repository's path stays out of answers; SageMaker knows where it mounted it.
+  const outside = new ApiError('invalid_body', 'must be a folder inside the model repository', 'url');
   const asked = path.resolve(root, url);
   if (!isInside(root, asked)) throw outside;
   let real: string;
@@ -123,13 +132,29 @@ export async function modelFolder(url: string, repository: string): Promise<stri
     real = await realpath(asked);
     if (!isInside(await realpath(root), real)) throw outside;
     if (!(await stat(real)).isDirectory()) throw new ApiError('invalid_body', 'must be a folder of model files', 'url');
+    await refuseLinksOut(real);
   } catch (error) {
     if (error instanceof ApiError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') throw new ApiError('not_found', `there is no folder ${url}`, 'url');
-    throw new ApiError('invalid_model', `cannot read ${url}: ${code ?? (error as Error).message}`, 'url');
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new ApiError('not_found', 'there is no such folder', 'url');
+    if (code === 'ENAMETOOLONG') throw new ApiError('invalid_body', 'names a path too long for the file system', 'url');
+    throw new ApiError('invalid_model', `cannot read the folder: ${code ?? (error as Error).message}`, 'url');
   }
   return real;
+}
+
+/**
+ * Refuses a folder holding a symbolic link that leads out of it: the backends read what a link
+ * points at, so a model archive with a link to /etc/… would otherwise load (or quote) that file.
+ */
+async function refuseLinksOut(folder: string): Promise<void> {
+  for (const entry of await readdir(folder, { withFileTypes: true })) {
+    if (!entry.isSymbolicLink()) continue;
+    const target = await realpath(path.join(folder, entry.name)).catch(() => undefined);
+    if (target === undefined || !isInside(folder, target)) {
+      throw new ApiError('invalid_body', `the folder's ${entry.name} is a link that leads out of it`, 'url');
+    }
+  }
 }
 
 /** Whether `candidate` lies below `root` (not the root itself). */

@@ -91,7 +91,7 @@ export interface ModelStatus {
   serving: number | undefined;
   labels: Record<string, number>;
   /** Shares of unpinned requests sent to labels, and the label that gets their copies, when set. */
-  traffic?: { split: Record<string, number>; shadow?: string };
+  traffic?: { split: Record<string, number>; shadow?: string; shadowShare?: number };
   versions: VersionStatus[];
   /**
    * The last upload of a version of this model that failed once its archive was read (it left
@@ -523,6 +523,8 @@ export class ModelRegistry {
    */
   unloadModel(name: string, forget: boolean): Promise<ServingChange> {
     return this.#change(name, async () => {
+      // Records kept as unloaded would hold a name SageMaker's DELETE has no more to free.
+      if (!forget) this.#refuseRepositoryScan();
       const model = this.#modelOrThrow(name);
       model.serving = undefined;
       model.expected = false;
@@ -556,7 +558,8 @@ export class ModelRegistry {
     if (existing !== undefined && holdsResources(existing)) {
       throw new ApiError('conflict', `model "${name}" is loaded already; DELETE /models/${name} first`, 'model_name');
     }
-    const slots = [...this.#models.values()].filter(holdsResources).length;
+    // A load that timed out may still be reading its model into memory: it keeps its slot until it ends.
+    const slots = [...this.#models.values()].filter(holdsResources).length + this.#hung.size;
     const refusal = slotRefusal(slots, this.#options.maxLoadedModels);
     if (refusal !== undefined) throw new ApiError('insufficient_storage', refusal);
     // The slot is taken before the first await: a load arriving meanwhile counts it.
@@ -578,6 +581,10 @@ export class ModelRegistry {
         try {
           await this.#loadSource(source, 'always');
         } catch (error) {
+          // A timeout is the server's (slow storage, a busy machine), not the model's: try again later.
+          if (error instanceof LoadFailure && error.reason === 'timeout') {
+            throw new ApiError('not_ready', `${name} was not loaded: ${error.message}`, undefined, 5);
+          }
           throw new ApiError('invalid_model', `${name} cannot serve: ${messageOf(error)}`, 'url');
         } finally {
           this.#reservedBytes.delete(name);
@@ -597,7 +604,7 @@ export class ModelRegistry {
     if (this.#options.multiModel === true) {
       throw new ApiError(
         'conflict',
-        'in SageMaker multi-model mode (SAGEMAKER_MULTI_MODEL=true) models are loaded through POST /models',
+        'in SageMaker multi-model mode (SAGEMAKER_MULTI_MODEL=true) models are loaded and unloaded through /models only',
       );
     }
   }
@@ -645,7 +652,7 @@ export class ModelRegistry {
   setTraffic(name: string, policy: TrafficPolicy): Promise<ServingChange> {
     return this.#change(name, async () => {
       const model = this.#modelOrThrow(name);
-      checkPolicy(policy.split);
+      checkPolicy(policy);
       for (const label of policy.split.keys()) {
         if (!model.labels.has(label)) {
           throw new ApiError('unknown_label', `${name} has no label "${label}"; set it first`, `split.${label}`);
@@ -780,13 +787,15 @@ export class ModelRegistry {
   }
 
   /**
-   * The version that gets a copy of a request the `answered` version served (the model's shadow
-   * label's), or undefined when the model has none or it is that same version.
+   * The model's shadow (its label, version and share of copies) when `answered` is the version
+   * serving it: copies are compared with the serving version's answers only, so that the error
+   * histogram measures one pair of versions. Undefined otherwise, or when the shadow is `answered`.
    */
-  shadowOf(answered: ModelVersion): { label: string; version: number } | undefined {
-    const shadow = this.#snapshots.get(answered.name)?.traffic.shadow;
-    if (shadow === undefined || shadow.version === answered) return undefined;
-    return { label: shadow.label, version: shadow.version.version };
+  shadowOf(answered: ModelVersion): { label: string; version: number; share: number } | undefined {
+    const snapshot = this.#snapshots.get(answered.name);
+    const shadow = snapshot?.traffic.shadow;
+    if (shadow === undefined || snapshot?.serving !== answered || shadow.version === answered) return undefined;
+    return { label: shadow.label, version: shadow.version.version, share: shadow.share };
   }
 
   /** Requests currently holding this version. */
@@ -1157,10 +1166,14 @@ function hasPolicy(policy: TrafficPolicy): boolean {
   return policy.split.size > 0 || policy.shadow !== undefined;
 }
 
-function describePolicy(policy: TrafficPolicy): { split: Record<string, number>; shadow?: string } {
+function describePolicy(policy: TrafficPolicy): {
+  split: Record<string, number>;
+  shadow?: string;
+  shadowShare?: number;
+} {
   return {
     split: Object.fromEntries(policy.split),
-    ...(policy.shadow !== undefined && { shadow: policy.shadow }),
+    ...(policy.shadow !== undefined && { shadow: policy.shadow, shadowShare: policy.shadowShare }),
   };
 }
 
@@ -1170,7 +1183,8 @@ function withoutLabels(policy: TrafficPolicy, labels: readonly string[]): Traffi
   if (named.length === 0) return policy;
   const split = new Map([...policy.split].filter(([label]) => !named.includes(label)));
   const shadow = policy.shadow !== undefined && named.includes(policy.shadow) ? undefined : policy.shadow;
-  return hasPolicy({ split, shadow }) ? { split, shadow } : NO_TRAFFIC_POLICY;
+  const kept = { split, shadow, shadowShare: policy.shadowShare };
+  return hasPolicy(kept) ? kept : NO_TRAFFIC_POLICY;
 }
 
 function messageOf(error: unknown): string {

@@ -99,7 +99,7 @@ describe('a weighted canary', () => {
     const app = await canaryApp();
     await adminCall(app, 'PUT', '/admin/models/m/traffic', { split: { canary: 0.25 }, shadow: 'stable' }, 200);
     const status = await app.inject({ method: 'GET', url: '/admin/models/m', headers: bearer() });
-    expect(status.json().traffic).toEqual({ split: { canary: 0.25 }, shadow: 'stable' });
+    expect(status.json().traffic).toEqual({ split: { canary: 0.25 }, shadow: 'stable', shadowShare: 1 });
     const cleared = await adminCall(app, 'DELETE', '/admin/models/m/traffic', undefined, 200);
     expect(cleared.status.traffic).toBeUndefined();
     for (let i = 0; i < 20; i++) expect(await answeringVersion(app)).toBe(1);
@@ -131,6 +131,13 @@ describe('a traffic policy is checked', () => {
     [{ shadow: 'nowhere' }, 404, 'shadow'],
     [{ shadow: 7 }, 400, 'shadow'],
     [{ canary: 0.1 }, 400, 'body'],
+    [{ shadow: 'stable', shadowShare: 1.5 }, 400, 'shadowShare'],
+    [
+      Object.fromEntries([['split', Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`l${i}`, 0]))]]),
+      400,
+      'split',
+    ],
+    [null, 400, 'body'],
   ])('%j is refused with %i naming %s; the policy stays as it was', async (body, status, field) => {
     const app = await canaryApp();
     await adminCall(app, 'PUT', '/admin/models/m/traffic', { split: { canary: 0.2 } }, 200);
@@ -223,6 +230,45 @@ describe('a shadow label', () => {
     const labels = { model: 'm', label: 'odd' };
     expect(sampleValue(samples, 'wattserve_shadow_predictions_total', { ...labels, outcome: 'failed' })).toBe(5);
     expect(sampleValue(samples, 'wattserve_shadow_absolute_error_watts_count', labels)).toBe(0);
+  });
+
+  it('gets its shadowShare of the copies', async () => {
+    const app = await canaryApp();
+    await adminCall(app, 'PUT', '/admin/models/m/traffic', { shadow: 'canary', shadowShare: 0.5 }, 200);
+    const requests = 400;
+    for (let i = 0; i < requests; i++) await answeringVersion(app);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const samples = await scrape(app);
+    const copies = sampleValue(samples, 'wattserve_shadow_predictions_total', {
+      model: 'm',
+      label: 'canary',
+      outcome: 'compared',
+    });
+    // Binomial(400, 0.5): 5.5 standard deviations either side.
+    expect(copies).toBeGreaterThan(145);
+    expect(copies).toBeLessThan(255);
+  });
+
+  it('skips requests large enough for the worker threads: their copy would hold the event loop', async () => {
+    const repository = await makeRepository(versionedEntries('m', [1, 2]));
+    const app = await startApp({ MODEL_REPOSITORY: repository, ADMIN_JWT_SECRET: SECRET, WORKER_ROWS_THRESHOLD: '1' });
+    await adminCall(app, 'POST', '/admin/models/m/promote', { version: 1 }, 200);
+    await adminCall(app, 'PUT', '/admin/models/m/labels/canary', { version: 2 }, 200);
+    await adminCall(app, 'PUT', '/admin/models/m/traffic', { shadow: 'canary' }, 200);
+    for (let i = 0; i < 5; i++) expect(await answeringVersion(app)).toBe(1);
+    const samples = await shadowMetrics(app, 5);
+    const labels = { model: 'm', label: 'canary' };
+    expect(sampleValue(samples, 'wattserve_shadow_predictions_total', { ...labels, outcome: 'skipped' })).toBe(5);
+    expect(sampleValue(samples, 'wattserve_shadow_predictions_total', { ...labels, outcome: 'compared' })).toBe(0);
+  });
+
+  it("copies only the serving version's answers, so that the errors compare one pair of versions", async () => {
+    const app = await canaryApp();
+    await adminCall(app, 'PUT', '/admin/models/m/traffic', { split: { canary: 1 }, shadow: 'stable' }, 200);
+    for (let i = 0; i < 5; i++) expect(await answeringVersion(app)).toBe(2);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const samples = await scrape(app);
+    expect(samples.filter((s) => s.name === 'wattserve_shadow_predictions_total')).toEqual([]);
   });
 
   it('is not copied to when it is the version that answered', async () => {

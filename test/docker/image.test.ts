@@ -248,13 +248,15 @@ describe('docker/Dockerfile', () => {
     expect(all(final, 'EXPOSE').flatMap((i) => i.args.split(/\s+/))).toContain('8080');
   });
 
-  it('tells SageMaker it honours SAGEMAKER_BIND_TO_PORT, and claims no multi-model support', async () => {
+  it('tells SageMaker it honours SAGEMAKER_BIND_TO_PORT and serves multi-model endpoints', async () => {
     const { final } = await dockerfile();
     const labels = all(final, 'LABEL').map((i) => i.args);
     expect(labels).toContainEqual(
       expect.stringMatching(/(^|\s)com\.amazonaws\.sagemaker\.capabilities\.accept-bind-to-port="?true"?(\s|$)/),
     );
-    expect(labels.join(' ')).not.toContain('multi-models');
+    expect(labels).toContainEqual(
+      expect.stringMatching(/(^|\s)com\.amazonaws\.sagemaker\.capabilities\.multi-models="?true"?(\s|$)/),
+    );
   });
 
   describe('the HEALTHCHECK', () => {

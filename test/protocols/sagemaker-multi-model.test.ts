@@ -105,6 +105,36 @@ describe('POST /models (LoadModel)', () => {
     expect((await app.inject('/models')).json()).toEqual({ models: [] });
   });
 
+  it('refuses a folder whose files link out of it, without quoting what they point at', async () => {
+    const { app, repository } = await multiModelApp({ 'a/model': 1 });
+    const elsewhere = await makeRepository({ 'secret.json': 'TOPSECRET-do-not-show', ...modelFolders({ x: 3 }) });
+    await mkdir(path.join(repository, 'evil'));
+    await symlink(path.join(repository, 'a/model/model.onnx'), path.join(repository, 'evil/model.onnx'));
+    await symlink(path.join(elsewhere, 'secret.json'), path.join(repository, 'evil/metadata.json'));
+    await mkdir(path.join(repository, 'borrowed'));
+    for (const file of ['model.onnx', 'metadata.json']) {
+      await symlink(path.join(elsewhere, 'x', file), path.join(repository, 'borrowed', file));
+    }
+    for (const url of ['evil', 'borrowed']) {
+      const refused = await load(app, { model_name: url, url });
+      expect(refused.statusCode).toBe(400);
+      expect(refused.json().error).toMatchObject({ code: 'invalid_body', field: 'url' });
+      expect(refused.body).not.toContain('TOPSECRET');
+    }
+    expect((await app.inject('/models')).json()).toEqual({ models: [] });
+  });
+
+  it('never names the repository in an answer, and refuses NUL characters and over-long urls', async () => {
+    const { app, repository } = await multiModelApp({ 'a/model': 1 });
+    for (const url of ['/etc', '.', 'a/..', repository, `a/model${'\0'}x`, 'a/'.repeat(3000)]) {
+      const refused = await load(app, { model_name: 'alpha', url });
+      expect(refused.statusCode, url.slice(0, 40)).toBe(400);
+      expect(refused.json().error).toMatchObject({ code: 'invalid_body', field: 'url' });
+      expect(refused.body).not.toContain(repository);
+      expect(refused.body.length).toBeLessThan(500);
+    }
+  });
+
   it('follows a symbolic link that stays inside the repository', async () => {
     const { app, repository } = await multiModelApp({ 'a/model': 2 });
     await symlink(path.join(repository, 'a'), path.join(repository, 'linked'));
@@ -332,7 +362,7 @@ describe('GET and DELETE /models/{name} (DescribeModel, UnloadModel)', () => {
 });
 
 describe('the admin API in multi-model mode', () => {
-  it('refuses the operations that read <name>/<version> folders with 409, pointing at POST /models', async () => {
+  it('refuses the operations that read <name>/<version> folders, or keep unloaded records, with 409, pointing at /models', async () => {
     const { app } = await multiModelApp({ 'm/1': 1 }, { ADMIN_JWT_SECRET: SECRET });
     const archive = await tarGz(versionedModel(2));
     const attempts = [
@@ -348,9 +378,15 @@ describe('the admin API in multi-model mode', () => {
     for (const refused of await Promise.all(attempts)) {
       expect(refused.statusCode).toBe(409);
       expect(refused.json().error.code).toBe('conflict');
-      expect(refused.json().error.message).toMatch(/POST \/models/);
+      expect(refused.json().error.message).toMatch(/through \/models only/);
     }
     expect((await app.inject('/models')).json()).toEqual({ models: [] });
+    // The V2 repository extension's unload would leave a name DELETE /models/{name} still answers.
+    await app.inject({ method: 'POST', url: '/models', payload: { model_name: 'm', url: 'm/1' } });
+    const v2Unload = await app.inject({ method: 'POST', url: '/v2/repository/models/m/unload', headers: bearer() });
+    expect(v2Unload.statusCode).toBe(409);
+    expect(v2Unload.json().error).toMatch(/through \/models only/);
+    expect((await app.inject('/models/m')).statusCode).toBe(200);
   });
 
   it('lists what POST /models loaded', async () => {

@@ -31,7 +31,10 @@ const FAKE = 'fake.model';
 
 async function faultyRegistry(
   entries: Parameters<typeof makeRepository>[0],
-  seams: { fake?: Backend } & Pick<RegistryOptions, 'writeFile' | 'loadTimeoutMs'> = {},
+  seams: { fake?: Backend } & Pick<
+    RegistryOptions,
+    'writeFile' | 'loadTimeoutMs' | 'multiModel' | 'maxLoadedModels'
+  > = {},
 ) {
   const repository = await makeRepository(entries);
   const { lines, logStream } = captureLogs();
@@ -46,6 +49,8 @@ async function faultyRegistry(
     events: metrics,
     backendFor: (files) => (seams.fake !== undefined && files.includes(FAKE) ? seams.fake : backendFor(files)),
     writeFile: seams.writeFile,
+    multiModel: seams.multiModel,
+    maxLoadedModels: seams.maxLoadedModels,
   });
   await registry.loadAll(await scanRepository(repository, 'model'));
   const samples = async () => parseMetrics(await metrics.registry.metrics());
@@ -101,6 +106,25 @@ function hangingBackend() {
   };
   return { backend, dispose, finish };
 }
+
+describe('a SageMaker multi-model load that hangs', () => {
+  it('answers 503 (try again), and keeps its MAX_LOADED_MODELS slot until the backend really ends', async () => {
+    const hanging = hangingBackend();
+    const entries = Object.fromEntries(Object.entries(versionedModel(1)).map(([file, data]) => [`b/${file}`, data]));
+    const { registry, repository } = await faultyRegistry(
+      { [`a/${FAKE}`]: '', ...entries },
+      { fake: hanging.backend, loadTimeoutMs: 100, multiModel: true, maxLoadedModels: 1 },
+    );
+    const loadB = () => registry.loadFolder('b', path.join(repository, 'b'), 'b');
+    const timedOut = await registry.loadFolder('a', path.join(repository, 'a'), 'a').catch((error) => error);
+    expect(timedOut).toMatchObject({ code: 'not_ready', statusCode: 503, retryAfterSeconds: 5 });
+    // The hung load may still be reading its model into memory: no other model takes its slot.
+    expect(await loadB().catch((error) => error)).toMatchObject({ code: 'insufficient_storage' });
+    hanging.finish();
+    await vi.waitFor(async () => expect(await loadB()).toMatchObject({ model: 'b', after: 1 }));
+    expect(hanging.dispose).toHaveBeenCalledTimes(1);
+  });
+});
 
 describe('a model load that hangs', () => {
   it('fails after MODEL_LOAD_TIMEOUT_MS with reason timeout while the good version serves, and what it brings later is freed, never served', async () => {
