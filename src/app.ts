@@ -9,6 +9,7 @@ import errorReplies, { clientErrorReplier, frameworkErrorReply } from './plugins
 import adminJwt from './plugins/jwt.js';
 import keplerSocket from './plugins/kepler-socket.js';
 import metrics from './plugins/metrics.js';
+import predictionTaps from './plugins/prediction-observer.js';
 import predictor from './plugins/predictor.js';
 import modelRegistry from './plugins/registry.js';
 import requestLogging, { requestId } from './plugins/request-logging.js';
@@ -77,6 +78,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
 
   await app.register(requestLogging, { config });
   await app.register(servedVersion);
+  await app.register(predictionTaps);
   await app.register(metrics, { config });
   await app.register(errorReplies);
   // Both add onRequest hooks ahead of every route's: security headers first, so answers refused

@@ -7,10 +7,13 @@ import type { ModelVersion } from './registry/loader.js';
 import type { ModelRegistry } from './registry/registry.js';
 import type { Mirror } from './shadow.js';
 
-/** Told which model a request got, and of every prediction that succeeds: how long the model took, what it said. */
+/**
+ * Told which model a request got, and of every prediction that succeeds: how long the model took,
+ * what it was given (its columns, in the model's feature order) and what it said.
+ */
 export interface PredictionObserver {
   chosen(model: ModelVersion): void;
-  predicted(model: ModelVersion, seconds: number, result: Matrix): void;
+  predicted(model: ModelVersion, seconds: number, result: Matrix, input: Matrix): void;
 }
 
 export interface Prediction {
@@ -96,7 +99,7 @@ export async function predict(
     }
     const seconds = (performance.now() - started) / 1000;
     checkFinite(result);
-    observer?.predicted(model, seconds, result);
+    observer?.predicted(model, seconds, result, input);
     answered = true;
     mirrorStep(() => mirror?.compare(result));
     return { model, result };

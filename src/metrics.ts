@@ -1,5 +1,4 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { PredictionObserver } from './inference.js';
 import { LeanCounter, LeanHistogram } from './lean-metrics.js';
 import type { Matrix } from './matrix.js';
 import type { LoadFailureReason, ModelVersion } from './registry/loader.js';
@@ -247,12 +246,8 @@ export class ServiceMetrics implements RegistryEvents, ShadowEvents {
     this.#requests.inc([route, model, version, 'aborted']);
   }
 
-  /** Records predictions; `chosen` also learns which model a request got, for its labels. */
-  observer(chosen: (model: ModelVersion) => void = () => {}): PredictionObserver {
-    return { chosen, predicted: (model, seconds, result) => this.#predicted(model, seconds, result) };
-  }
-
-  #predicted(model: ModelVersion, seconds: number, result: Matrix): void {
+  /** A prediction that succeeded: how long the model took, how many pods, what watts. */
+  predicted(model: ModelVersion, seconds: number, result: Matrix): void {
     const name = model.name;
     this.#inferenceSeconds.observe([name, model.version, model.backend], seconds);
     this.#podsPerRequest.observe([name], result.rows);

@@ -3,6 +3,10 @@ import fp from 'fastify-plugin';
 import { estimate, estimateFailureFor } from '../kepler/estimator.js';
 import { type EstimatorSocket, listenEstimatorSocket } from '../kepler/socket.js';
 import { mapAndLog } from './errors.js';
+import { observerForRoute } from './prediction-observer.js';
+
+/** What the socket's predictions are counted and captured under: no URL pattern to name them by. */
+const KEPLER_SOCKET_ROUTE = 'unix:kepler-estimator';
 
 // Kepler's requests are small (about 100 KB for 500 processes) and it has one connection open
 // at a time; these bounds keep a misbehaving local client from holding memory or connections.
@@ -24,8 +28,8 @@ export default fp(
         maxJsonDepth: app.config.limits.maxJsonDepth,
         log: app.log,
         answer: (body) =>
-          estimate(app.predictor, body, app.metrics?.observer(), app.predictor.deadline(0)).catch((error: unknown) =>
-            estimateFailureFor(mapAndLog(error, app.log, SOCKET_LIMITS.maxBytes, { socket: path })),
+          estimate(app.predictor, body, observerForRoute(app, KEPLER_SOCKET_ROUTE), app.predictor.deadline(0)).catch(
+            (error: unknown) => estimateFailureFor(mapAndLog(error, app.log, SOCKET_LIMITS.maxBytes, { socket: path })),
           ),
       });
     });

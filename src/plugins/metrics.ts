@@ -2,9 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
-import type { PredictionObserver } from '../inference.js';
 import { ServiceMetrics } from '../metrics.js';
-import type { ModelVersion } from '../registry/loader.js';
 import { nodeServerOptions } from '../server-options.js';
 
 declare module 'fastify' {
@@ -16,17 +14,6 @@ declare module 'fastify' {
     /** The route label in the metrics, when the URL pattern is shared with another method's route. */
     metricsRoute?: string;
   }
-}
-
-/**
- * The observer a protocol hands to predict(): notes which version answered (for the answer's
- * X-Model-Version and the request's metrics) and records the inference.
- */
-export function observerFor(request: FastifyRequest): PredictionObserver {
-  const chosen = (model: ModelVersion) => {
-    request.servedBy = model;
-  };
-  return request.server.metrics?.observer(chosen) ?? { chosen, predicted: () => {} };
 }
 
 /**
@@ -90,12 +77,17 @@ export default fp<{ config: Config }>(
   { name: 'metrics' },
 );
 
+/** The route a request is counted under: its URL pattern, unless the route names another label. */
+export function routeLabel(request: FastifyRequest): string {
+  const { url, config } = request.routeOptions;
+  return config?.metricsRoute ?? url ?? 'unmatched';
+}
+
 /** Route pattern, and the model that answered (or '' when none was chosen). */
 function requestLabels(request: FastifyRequest) {
   const model = request.servedBy;
-  const { url, config } = request.routeOptions;
   return {
-    route: config?.metricsRoute ?? url ?? 'unmatched',
+    route: routeLabel(request),
     model: model?.name ?? '',
     version: model === undefined ? '' : String(model.version),
   };

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { estimate, estimateFailureFor, keplerBodyLimit } from '../kepler/estimator.js';
 import { logAndMap } from '../plugins/errors.js';
-import { observerFor } from '../plugins/metrics.js';
+import { observerFor } from '../plugins/prediction-observer.js';
 
 /**
  * Kepler's estimator sidecar protocol over HTTP: POST /kepler/estimate. Errors keep Kepler's

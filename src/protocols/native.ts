@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { modelFromBothPlaces } from '../codecs/json.js';
 import { parseContentType } from '../codecs/media-types.js';
 import { ApiError } from '../errors.js';
-import { observerFor } from '../plugins/metrics.js';
+import { observerFor } from '../plugins/prediction-observer.js';
 import type { ModelSnapshot } from '../registry/registry.js';
 import { sendEncoded } from './send.js';
 

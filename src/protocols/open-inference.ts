@@ -4,7 +4,7 @@ import { parseVersion } from '../codecs/json.js';
 import { parseContentType } from '../codecs/media-types.js';
 import { inferenceResponse, modelMetadata, parseInferenceRequest, selectOutputs } from '../codecs/open-inference.js';
 import { ApiError } from '../errors.js';
-import { observerFor } from '../plugins/metrics.js';
+import { observerFor } from '../plugins/prediction-observer.js';
 import type { ModelVersion } from '../registry/loader.js';
 import { messageErrorReplies } from './message-errors.js';
 import openInferenceRepository, { REPOSITORY_EXTENSION } from './open-inference-repository.js';

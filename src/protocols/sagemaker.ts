@@ -3,7 +3,7 @@ import { modelFromBothPlaces } from '../codecs/json.js';
 import { negotiateResponseType } from '../codecs/media-types.js';
 import { requestMediaType } from '../codecs/prediction.js';
 import { ApiError } from '../errors.js';
-import { observerFor } from '../plugins/metrics.js';
+import { observerFor } from '../plugins/prediction-observer.js';
 import { sendEncoded } from './send.js';
 
 const CUSTOM_ATTRIBUTES = 'x-amzn-sagemaker-custom-attributes';

@@ -14,7 +14,7 @@ import {
   splitVerb,
 } from '../codecs/tf-serving.js';
 import { ApiError } from '../errors.js';
-import { observerFor } from '../plugins/metrics.js';
+import { observerFor } from '../plugins/prediction-observer.js';
 import type { ModelVersion } from '../registry/loader.js';
 import { messageErrorReplies } from './message-errors.js';
 

@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { Backend, BackendName, LoadedModel } from '../backends/backend.js';
 import { backendFor } from '../backends/index.js';
 import type { Matrix } from '../matrix.js';
-import { readMetadata } from './metadata.js';
+import { type FeatureStats, readMetadata } from './metadata.js';
 import type { VersionSource } from './repository.js';
 
 /** A model version that loaded, passed its checks and can serve. */
@@ -19,6 +19,8 @@ export interface ModelVersion {
   readonly source: VersionSource;
   /** What metadata.json says of the model, for people: its description and where it came from. */
   readonly about: { readonly description?: string; readonly source?: string };
+  /** The training data's statistics per feature (metadata.json `feature_stats`), when given. */
+  readonly featureStats: Readonly<Record<string, FeatureStats>> | undefined;
   readonly model: LoadedModel;
 }
 
@@ -123,6 +125,7 @@ async function loadAndCheck(
       location: source.location,
       source,
       about: metadata.about,
+      featureStats: metadata.featureStats,
       model,
     };
   } catch (error) {

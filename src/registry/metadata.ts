@@ -19,16 +19,30 @@ const metadataSchema = z.looseObject({
   source: z.string().optional(),
 });
 
+/**
+ * What one feature looked like in the data the model was fitted on (metadata.json `feature_stats`):
+ * the reference drift is measured against. `deciles` are the nine edges at 10%, 20%, … 90%.
+ */
+export interface FeatureStats {
+  readonly min: number;
+  readonly max: number;
+  readonly mean: number;
+  readonly std: number;
+  readonly deciles: readonly number[];
+}
+
 export interface ModelMetadata {
   features: string[] | undefined;
   outputs: string[] | undefined;
   about: { description?: string; source?: string };
+  /** Per feature name; undefined when metadata.json has none (Kepler models, older models). */
+  featureStats: Readonly<Record<string, FeatureStats>> | undefined;
 }
 
 /** Reads the optional metadata.json beside a model; a missing file means no metadata. */
 export async function readMetadata(dir: string, files: readonly string[]): Promise<ModelMetadata> {
   if (!files.includes(METADATA_FILE)) {
-    return { features: undefined, outputs: undefined, about: {} };
+    return { features: undefined, outputs: undefined, about: {}, featureStats: undefined };
   }
   const parsed = metadataSchema.safeParse(await readJsonFile(path.join(dir, METADATA_FILE)));
   if (!parsed.success) {
@@ -39,5 +53,6 @@ export async function readMetadata(dir: string, files: readonly string[]): Promi
     features: m.features,
     outputs: m.outputs?.map((output) => (typeof output === 'string' ? output : output.name)),
     about: { description: m.description, source: m.source },
+    featureStats: undefined,
   };
 }
