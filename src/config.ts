@@ -72,6 +72,13 @@ const envSchema = z.object({
   SAGEMAKER_MULTI_MODEL: flag.default(false),
   MAX_LOADED_MODELS: positiveInt.optional(),
   MODEL_MEMORY_BUDGET_MB: positiveInt.optional(),
+  CAPTURE_DIR: z.string().min(1).optional(),
+  CAPTURE_SAMPLE: z.coerce.number().min(0, 'must be from 0 to 1').max(1, 'must be from 0 to 1').default(0),
+  CAPTURE_MAX_BYTES: positiveInt.default(64 * MEBIBYTE),
+  CAPTURE_MAX_FILES: positiveInt.default(10),
+  // Records waiting for the disk; past this they are dropped (and counted), never queued without bound.
+  CAPTURE_BUFFER_BYTES: positiveInt.default(8 * MEBIBYTE),
+  DRIFT_WINDOW_ROWS: positiveInt.default(10_000),
   // A shorter HMAC secret can be brute-forced offline from any token it signed.
   ADMIN_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   ADMIN_JWT_PUBLIC_KEY: z.string().optional(),
@@ -151,6 +158,14 @@ export interface Config {
   maxLoadedModels: number | undefined;
   /** Multi-model mode: a load that would take the process's RSS past this is 507; undefined: no budget. */
   modelMemoryBudgetBytes: number | undefined;
+  /**
+   * Data capture: a `sample` share of prediction requests written as JSON Lines into `dir`, in
+   * files of at most `maxFileBytes`, the newest `maxFiles` kept; off (undefined) without
+   * CAPTURE_DIR or with CAPTURE_SAMPLE=0.
+   */
+  capture: { dir: string; sample: number; maxFileBytes: number; maxFiles: number; bufferBytes: number } | undefined;
+  /** Input rows per model version the drift signals (PSI) are computed over. */
+  driftWindowRows: number;
   /** The admin API's token verification; the admin API is off when unset. */
   admin: AdminConfig | undefined;
 }
@@ -243,6 +258,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     sagemakerMultiModel: e.SAGEMAKER_MULTI_MODEL,
     maxLoadedModels: e.MAX_LOADED_MODELS,
     modelMemoryBudgetBytes: e.MODEL_MEMORY_BUDGET_MB === undefined ? undefined : e.MODEL_MEMORY_BUDGET_MB * MEBIBYTE,
+    capture:
+      e.CAPTURE_DIR === undefined || e.CAPTURE_SAMPLE === 0
+        ? undefined
+        : {
+            dir: e.CAPTURE_DIR,
+            sample: e.CAPTURE_SAMPLE,
+            maxFileBytes: e.CAPTURE_MAX_BYTES,
+            maxFiles: e.CAPTURE_MAX_FILES,
+            bufferBytes: e.CAPTURE_BUFFER_BYTES,
+          },
+    driftWindowRows: e.DRIFT_WINDOW_ROWS,
     admin: adminConfig(e),
   };
 }

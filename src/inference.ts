@@ -14,6 +14,8 @@ import type { Mirror } from './shadow.js';
 export interface PredictionObserver {
   chosen(model: ModelVersion): void;
   predicted(model: ModelVersion, seconds: number, result: Matrix, input: Matrix): void;
+  /** The model answered with a non-finite value somewhere: the request is refused with a 422. */
+  nonFinite?(model: ModelVersion, result: Matrix, input: Matrix): void;
 }
 
 export interface Prediction {
@@ -98,7 +100,11 @@ export async function predict(
       throw new PredictionError(model, error);
     }
     const seconds = (performance.now() - started) / 1000;
-    checkFinite(result);
+    const firstNonFinite = result.data.findIndex((value) => !Number.isFinite(value));
+    if (firstNonFinite !== -1) {
+      observer?.nonFinite?.(model, result, input);
+      throw nonFinitePrediction(Math.floor(firstNonFinite / result.cols));
+    }
     observer?.predicted(model, seconds, result, input);
     answered = true;
     mirrorStep(() => mirror?.compare(result));
@@ -150,15 +156,11 @@ export async function withDeadline<T>(work: Promise<T>, deadline: number | undef
 }
 
 /** Watts must be numbers: inputs far outside what the model was fitted on can overflow float32. */
-function checkFinite(result: Matrix): void {
-  const index = result.data.findIndex((value) => !Number.isFinite(value));
-  if (index !== -1) {
-    const row = Math.floor(index / result.cols);
-    throw new ApiError(
-      'non_finite_prediction',
-      `the model gave a non-finite value for row ${row}; its inputs are probably far outside the training range`,
-    );
-  }
+function nonFinitePrediction(row: number): ApiError {
+  return new ApiError(
+    'non_finite_prediction',
+    `the model gave a non-finite value for row ${row}; its inputs are probably far outside the training range`,
+  );
 }
 
 /** A backend failed on input that passed validation: a server-side fault, logged with its cause. */

@@ -14,10 +14,14 @@ export interface PredictionContext {
 
 /**
  * Told of every prediction that succeeds, with its input (the model's columns, in its feature
- * order) and its answer, before the answer is encoded. Called on the request's path: a tap copies
- * what it keeps and does its work later. What it throws is logged, never the request's failure.
+ * order) and its answer, before the answer is encoded; and of every answer refused because the
+ * model gave a non-finite value (422). Called on the request's path: a tap copies what it keeps and
+ * does its work later. What it throws is logged, never the request's failure.
  */
-export type PredictionTap = (context: PredictionContext, model: ModelVersion, input: Matrix, result: Matrix) => void;
+export interface PredictionTap {
+  predicted(context: PredictionContext, model: ModelVersion, input: Matrix, result: Matrix): void;
+  nonFinite?(context: PredictionContext, model: ModelVersion, input: Matrix, result: Matrix): void;
+}
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -60,19 +64,25 @@ function predictionObserver(
   context: () => PredictionContext,
 ): PredictionObserver {
   const { metrics, predictionTaps } = app;
+  const tell = (model: ModelVersion, call: (tap: PredictionTap, where: PredictionContext) => void) => {
+    if (predictionTaps.length === 0) return;
+    const where = context();
+    for (const tap of predictionTaps) {
+      try {
+        call(tap, where);
+      } catch (error) {
+        app.log.warn({ err: error, model: model.name, version: model.version }, 'a prediction tap failed');
+      }
+    }
+  };
   return {
     chosen,
     predicted(model, seconds, result, input) {
       metrics?.predicted(model, seconds, result);
-      if (predictionTaps.length === 0) return;
-      const where = context();
-      for (const tap of predictionTaps) {
-        try {
-          tap(where, model, input, result);
-        } catch (error) {
-          app.log.warn({ err: error, model: model.name, version: model.version }, 'a prediction tap failed');
-        }
-      }
+      tell(model, (tap, where) => tap.predicted(where, model, input, result));
+    },
+    nonFinite(model, result, input) {
+      tell(model, (tap, where) => tap.nonFinite?.(where, model, input, result));
     },
   };
 }
