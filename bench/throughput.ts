@@ -19,13 +19,18 @@
  * closed loop queues: mean latency is 50 ÷ req/s (Little's law), whatever the server adds; so the
  * linear-8 case is also run at BENCH_LIGHT_CONNECTIONS (1) for the latency of a request alone.
  *
- * Then two scenarios (ids for BENCH_CASES too):
+ * Then three scenarios (ids for BENCH_CASES too):
  *   ping-under-csv        /ping p99 from a thread of its own, one ping every 5 ms, while a 6 MB CSV
  *                         is posted to /invocations BENCH_LARGE_REQUESTS times (claim: < 50 ms);
  *   predict-during-swaps  a server of its own with pod-power-linear also as version 2 and the admin
  *                         API on: the linear-8 case for BENCH_SCENARIO_SECONDS, then as long again
  *                         while versions 2 and 1 are promoted in turn once a second (claim: no
- *                         error, p99 < 2× the calm p99).
+ *                         error, p99 < 2× the calm p99);
+ *   capture               two servers of their own, capture off and CAPTURE_SAMPLE=1 into a temporary
+ *                         folder: the linear-8 case in alternating rounds (off, on, …), then at
+ *                         BENCH_LIGHT_CONNECTIONS, alternating too; reported: on ÷ off req/s, p50 and p99, and the
+ *                         records written and dropped (claim: capture adds no measurable latency,
+ *                         req/s ≥ 0.95× and light-load p50 ≤ 1.10× of capture off).
  *
  * Cases (each baseline gets the same body bytes, so it parses the same rows × columns):
  *   linear-8     POST /predict {"model":"pod-power-linear","instances": 8 × 8}
@@ -49,7 +54,9 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -76,7 +83,10 @@ const PING_TARGET_MS = 50;
 const SWAP_P99_FACTOR = 2;
 const PING_INTERVAL_MS = 5;
 /** What runs after the cases (ids for BENCH_CASES too). */
-const SCENARIOS = ['ping-under-csv', 'predict-during-swaps'];
+const SCENARIOS = ['ping-under-csv', 'predict-during-swaps', 'capture'];
+/** Capture on next to off: req/s at least this share, light-load p50 at most this many times. */
+const CAPTURE_RATIO_TARGET = 0.95;
+const CAPTURE_LIGHT_P50_FACTOR = 1.1;
 /** Ratio targets of the issue, by case id. */
 const RATIO_TARGETS: Record<string, number> = { 'linear-8': 0.9, 'linear-100': 0.85 };
 
@@ -518,6 +528,88 @@ async function predictDuringSwaps(load: LoadGenerator, item: Case, config: Setti
   }
 }
 
+interface CaptureScenario {
+  off: Side;
+  on: Side;
+  /** Medians of each round pair's on ÷ off. */
+  ratios: { requestsPerSecond: number; p50: number; p99: number };
+  /** Medians of the light-load rounds, also alternating. */
+  light: { off: Side; on: Side };
+  rounds: { off: LoadResult; on: LoadResult }[];
+  lightRounds: { off: LoadResult; on: LoadResult }[];
+  /** The capturing server's wattserve_capture_records_total and _dropped_total (all reasons). */
+  written: number;
+  dropped: number;
+  met: boolean;
+}
+
+/**
+ * Two servers of their own, alike but for capture (off; CAPTURE_SAMPLE=1 into a temporary folder),
+ * driven with the linear-8 case in alternating rounds, then at light load.
+ */
+async function captureScenario(load: LoadGenerator, item: Case, config: Settings): Promise<CaptureScenario> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'wattserve-bench-capture-'));
+  const servers: ServerProcess[] = [];
+  try {
+    const start = async (env: Record<string, string>) => {
+      const server = await ServerProcess.start({ env: { ...config.serverEnv, ...env }, built: config.built });
+      servers.push(server);
+      await checkAnswer(server.port, 'the capture scenario’s server', item, true);
+      return { port: server.port, path: item.path, headers: item.headers, body: item.body };
+    };
+    const off = await start({});
+    const on = await start({ CAPTURE_DIR: dir, CAPTURE_SAMPLE: '1' });
+    await load.run(off, config.connections, config.warmupSeconds);
+    await load.run(on, config.connections, config.warmupSeconds);
+    const alternating = async (connections: number) => {
+      const rounds: CaptureScenario['rounds'] = [];
+      for (let r = 0; r < config.rounds; r++) {
+        rounds.push({
+          off: await load.run(off, connections, config.seconds),
+          on: await load.run(on, connections, config.seconds),
+        });
+      }
+      return rounds;
+    };
+    const rounds = await alternating(config.connections);
+    const lightRounds = await alternating(config.lightConnections);
+    const light = {
+      off: mediansOf(lightRounds.map((r) => r.off)),
+      on: mediansOf(lightRounds.map((r) => r.on)),
+    };
+    const metrics = (await (servers[1] as ServerProcess).request('GET', '/metrics')).body.toString('utf8');
+    const total = (name: string) =>
+      [...metrics.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce(
+        (sum, m) => sum + Number(m[1]),
+        0,
+      );
+    const ratio = (pick: (r: LoadResult) => number) => round(median(rounds.map((r) => pick(r.on) / pick(r.off))), 3);
+    const ratios = {
+      requestsPerSecond: ratio((r) => r.requestsPerSecond),
+      p50: ratio((r) => r.p50Ms),
+      p99: ratio((r) => r.p99Ms),
+    };
+    const written = total('wattserve_capture_records_total');
+    return {
+      off: mediansOf(rounds.map((r) => r.off)),
+      on: mediansOf(rounds.map((r) => r.on)),
+      ratios,
+      light,
+      rounds,
+      lightRounds,
+      written,
+      dropped: total('wattserve_capture_dropped_total'),
+      met:
+        written > 0 &&
+        ratios.requestsPerSecond >= CAPTURE_RATIO_TARGET &&
+        light.on.p50Ms <= CAPTURE_LIGHT_P50_FACTOR * light.off.p50Ms,
+    };
+  } finally {
+    await Promise.all(servers.map((server) => server.stop()));
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The benchmark
 
@@ -568,6 +660,7 @@ async function run(context: BenchContext): Promise<Record<string, unknown>> {
   let light: { baseline: LoadResult; server: LoadResult } | undefined;
   let ping: PingScenario | undefined;
   let swaps: SwapScenario | undefined;
+  let capture: CaptureScenario | undefined;
   try {
     for (const item of selected) {
       await checkAnswer(server.port, 'the server', item, true);
@@ -643,6 +736,10 @@ async function run(context: BenchContext): Promise<Record<string, unknown>> {
       out('/predict while versions are promoted once a second (a server of its own)…');
       const linear8 = cases().find((c) => c.id === 'linear-8') as Case;
       swaps = await predictDuringSwaps(load, linear8, config);
+    }
+    if (scenarios.includes('capture')) {
+      out('/predict with capture off and CAPTURE_SAMPLE=1 (two servers of their own)…');
+      capture = await captureScenario(load, cases().find((c) => c.id === 'linear-8') as Case, config);
     }
   } finally {
     await load.close();
@@ -727,6 +824,18 @@ async function run(context: BenchContext): Promise<Record<string, unknown>> {
         `(${swaps.met ? 'met' : 'MISSED'}: 0 errors, p99 < ${SWAP_P99_FACTOR}× calm)`,
     );
   }
+  if (capture !== undefined) {
+    const side = (s: Side) => `${fmt(s.requestsPerSecond, 0)} req/s, p50 ${fmt(s.p50Ms, 2)}, p99 ${fmt(s.p99Ms, 2)} ms`;
+    const lightSide = (s: Side) => `p50 ${fmt(s.p50Ms, 3)}, p99 ${fmt(s.p99Ms, 3)} ms`;
+    out(
+      `/predict ${LINEAR} 8 pods, capture on (CAPTURE_SAMPLE=1) ÷ off: req/s ${fmt(capture.ratios.requestsPerSecond, 3)}, ` +
+        `p50 ${fmt(capture.ratios.p50, 3)}, p99 ${fmt(capture.ratios.p99, 3)} (medians of round pairs); ` +
+        `on: ${side(capture.on)}; off: ${side(capture.off)}; at ${config.lightConnections} connection(s): ` +
+        `on ${lightSide(capture.light.on)}, off ${lightSide(capture.light.off)}; ${capture.written} records written, ` +
+        `${capture.dropped} dropped (${capture.met ? 'met' : 'MISSED'}: req/s ≥ ${CAPTURE_RATIO_TARGET}×, ` +
+        `light p50 ≤ ${CAPTURE_LIGHT_P50_FACTOR}× of capture off)`,
+    );
+  }
   const { warnings, errors } = server.log;
   const listed = (counts: Record<string, number>) =>
     Object.entries(counts)
@@ -743,11 +852,14 @@ async function run(context: BenchContext): Promise<Record<string, unknown>> {
       rssMb: RSS_TARGET_MB,
       pingP99Ms: PING_TARGET_MS,
       swapP99Factor: SWAP_P99_FACTOR,
+      captureRatio: CAPTURE_RATIO_TARGET,
+      captureLightP50Factor: CAPTURE_LIGHT_P50_FACTOR,
     },
     cases: results,
     lightLoad: light,
     pingUnderCsv: ping,
     predictDuringSwaps: swaps,
+    capture,
     memory: {
       afterWarmup: rssAfterWarmup,
       afterRun: rssAfterRun,

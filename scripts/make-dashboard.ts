@@ -29,6 +29,8 @@ interface PanelSpec {
   queries: Query[];
   width?: number;
   stacked?: boolean;
+  /** Values where the colour turns orange, then red (drawn as lines on a time series). */
+  thresholds?: [number, number];
 }
 
 const quantiles = (metric: string, by: string, filter: string): Query[] =>
@@ -232,6 +234,58 @@ const rows: Array<{ title: string; panels: PanelSpec[] }> = [
     ],
   },
   {
+    title: 'Drift',
+    panels: [
+      {
+        title: 'Feature drift (PSI)',
+        description:
+          'Population stability index of each input feature over the last DRIFT_WINDOW_ROWS rows, against the training deciles in metadata.json (worst version and replica). Below 0.1: stable; 0.1–0.25: moderate; above 0.25: the inputs no longer look like the training data. Models without feature_stats have none.',
+        unit: 'none',
+        thresholds: [0.1, 0.25],
+        queries: [
+          {
+            expr: `max by (model, feature) (wattserve_feature_drift_psi{${MODELS}})`,
+            legend: '{{model}} {{feature}}',
+          },
+        ],
+      },
+      {
+        title: 'Values outside the training range',
+        description:
+          'Input values per second below the training minimum or above the maximum, by model, feature and side.',
+        unit: 'short',
+        queries: [
+          {
+            expr: `sum by (model, feature, side) (rate(wattserve_feature_out_of_range_total{${MODELS}}${RATE}))`,
+            legend: '{{model}} {{feature}} {{side}}',
+          },
+        ],
+      },
+      {
+        title: 'Negative and non-finite predictions',
+        description:
+          'Share of predicted values that were negative (answered as they are) or non-finite (refused 422), before any clamping. Kepler models clamp negatives at 0 themselves: only their non-finite values show.',
+        unit: 'percentunit',
+        queries: ['negative', 'non_finite'].map((kind) => ({
+          expr: `sum by (model) (rate(wattserve_raw_predictions_total{${MODELS}, kind="${kind}"}${RATE})) / sum by (model) (rate(wattserve_raw_predictions_total{${MODELS}}${RATE}))`,
+          legend: `${kind} {{model}}`,
+        })),
+      },
+      {
+        title: 'Drift window',
+        description:
+          'Rows the PSI is computed over now, by model version (up to DRIFT_WINDOW_ROWS): a PSI over a few rows is noise.',
+        unit: 'short',
+        queries: [
+          {
+            expr: `min by (model, version) (wattserve_feature_drift_window_rows{${MODELS}})`,
+            legend: '{{model}} v{{version}}',
+          },
+        ],
+      },
+    ],
+  },
+  {
     title: 'Runtime',
     panels: [
       {
@@ -303,7 +357,21 @@ function panel(spec: PanelSpec, id: number, x: number, y: number, width: number)
       defaults: {
         unit: spec.unit,
         ...(kind === 'timeseries' && {
-          custom: { fillOpacity: spec.stacked ? 30 : 10, stacking: { mode: spec.stacked ? 'normal' : 'none' } },
+          custom: {
+            fillOpacity: spec.stacked ? 30 : 10,
+            stacking: { mode: spec.stacked ? 'normal' : 'none' },
+            ...(spec.thresholds && { thresholdsStyle: { mode: 'line' } }),
+          },
+        }),
+        ...(spec.thresholds && {
+          thresholds: {
+            mode: 'absolute',
+            steps: [
+              { color: 'green', value: null },
+              { color: 'orange', value: spec.thresholds[0] },
+              { color: 'red', value: spec.thresholds[1] },
+            ],
+          },
         }),
       },
       overrides: [],

@@ -5,18 +5,24 @@
  *                       format (model.json + weight shard), the format tensorflowjs_converter
  *                       produces from a Keras model
  * Run: npm run models   (writes into ./models, or into the folder given as the first argument)
- * Everything is seeded: a rerun rewrites the same numbers.
+ * Everything is seeded: a rerun rewrites the same numbers. metadata.json carries the fit on held-out
+ * pods and `feature_stats` of the training rows (src/feature-stats.ts), the reference for drift.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import MLR from 'ml-regression-multivariate-linear';
+import { featureStatsOfRows } from '../src/feature-stats.js';
 import { linearOnnxModel } from './onnx-linear.js';
-import { columnStats, FEATURES, samplePods } from './synthetic-pods.js';
+import {
+  columnStats,
+  FEATURES,
+  EXAMPLE_SEED as SEED,
+  samplePods,
+  EXAMPLE_TEST_ROWS as TEST_ROWS,
+  EXAMPLE_TRAIN_ROWS as TRAIN_ROWS,
+} from './synthetic-pods.js';
 
-const SEED = 20261123;
-const TRAIN_ROWS = 4000;
-const TEST_ROWS = 1000;
 const OUTPUTS = [{ name: 'power', unit: 'W' }];
 
 const root = path.resolve(process.argv[2] ?? 'models');
@@ -145,6 +151,8 @@ async function writeMetadata(dir: string, description: string, predictRaw: (row:
     features: FEATURES,
     outputs: OUTPUTS,
     fit: { test_rows: TEST_ROWS, mae_watts: round(mae), r2: round(r2) },
+    // The reference input drift is measured against: the rows the model was fitted on.
+    feature_stats: featureStatsOfRows(FEATURES, train.x),
   };
   await writeFile(path.join(dir, 'metadata.json'), `${JSON.stringify(metadata, null, 2)}\n`);
   console.log(

@@ -17,6 +17,11 @@ export const FEATURES = [
 
 const INTERVAL_S = 3;
 
+/** The seed and sizes the shipped example models were built with (scripts/make-example-models.ts). */
+export const EXAMPLE_SEED = 20261123;
+export const EXAMPLE_TRAIN_ROWS = 4000;
+export const EXAMPLE_TEST_ROWS = 1000;
+
 export interface PodSamples {
   /** One row per pod, one column per entry of FEATURES. */
   x: number[][];
@@ -83,4 +88,13 @@ export function columnStats(x: readonly number[][]): { mean: number[]; std: numb
   const mean = Array.from({ length: width }, (_, c) => x.reduce((sum, row) => sum + (row[c] ?? 0), 0) / x.length);
   const std = mean.map((m, c) => Math.sqrt(x.reduce((sum, row) => sum + ((row[c] ?? 0) - m) ** 2, 0) / x.length));
   return { mean, std: std.map((deviation) => deviation || 1) };
+}
+
+/**
+ * Samples as a training CSV: a header naming FEATURES and `power`, then one line per pod. Numbers
+ * are written in full (JavaScript's shortest round-trip form), so reading them back gives the same values.
+ */
+export function podsCsv(samples: PodSamples): string {
+  const lines = samples.x.map((row, i) => [...row, samples.y[i] ?? Number.NaN].map(String).join(','));
+  return `${[...FEATURES, 'power'].join(',')}\n${lines.join('\n')}\n`;
 }

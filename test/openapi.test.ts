@@ -520,6 +520,10 @@ describe('real answers match openapi.yaml', () => {
       { route: 'GET /admin/models/{name}', url: '/admin/models/nope', status: 404 },
       { route: 'GET /admin/models/{name}', url: '/admin/models/-m', status: 400 },
       { route: 'GET /admin/models/{name}', url: '/admin/models/m', status: 403, auth: 'other-scope' },
+      { route: 'GET /admin/models/{name}/drift', url: '/admin/models/m/drift', status: 200 },
+      { route: 'GET /admin/models/{name}/drift', url: '/admin/models/nope/drift', status: 404 },
+      { route: 'GET /admin/models/{name}/drift', url: '/admin/models/-m/drift', status: 400 },
+      { route: 'GET /admin/models/{name}/drift', url: '/admin/models/m/drift', status: 403, auth: 'other-scope' },
 
       {
         route: 'PUT /admin/models/{name}/versions/{version}',

@@ -86,6 +86,16 @@ export default async function adminRoutes(app: FastifyInstance) {
     return status;
   });
 
+  // Drift signals of every loaded version (src/drift.ts); 404 for a model the registry does not know.
+  app.get('/models/:name/drift', async (request) => {
+    const { name: model } = parse(modelParams, request.params, 'name');
+    const loaded = app.models.get(model);
+    if (loaded === undefined && modelStatus(model) === undefined) {
+      throw new ApiError('unknown_model', `no model named "${model}" is known`, 'name');
+    }
+    return app.drift.report(model, loaded);
+  });
+
   app.post('/models/:name/versions/:version/load', async (request) => {
     const { name: model, version: v } = parse(versionParams, request.params, 'version');
     const promote = parse(promoteQuery, request.query, 'promote').promote === 'true';

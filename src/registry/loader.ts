@@ -114,6 +114,7 @@ async function loadAndCheck(
   const model = await step('backend_error', () => backend.load(source.dir, source.files));
   try {
     const features = featureNames(declaredNames('features', metadata.features, model.features), model.inputWidth);
+    checkFeatureStatsKeys(metadata.featureStats, features);
     const sample = await model.predict(zeroRow(features.length));
     const outputs = outputNames(declaredNames('outputs', metadata.outputs, model.outputs), sample);
     return {
@@ -130,8 +131,26 @@ async function loadAndCheck(
     };
   } catch (error) {
     await model.dispose();
-    throw new LoadFailure('failed_checks', error);
+    throw error instanceof LoadFailure ? error : new LoadFailure('failed_checks', error);
   }
+}
+
+/**
+ * metadata.json `feature_stats` may cover some of the model's features, never a feature the model
+ * does not take (a typo would silently leave a feature without its drift signals).
+ */
+export function checkFeatureStatsKeys(
+  stats: Readonly<Record<string, unknown>> | undefined,
+  features: readonly string[],
+): void {
+  const unknown = Object.keys(stats ?? {}).filter((key) => !features.includes(key));
+  if (unknown.length === 0) return;
+  const named =
+    unknown.length > 10 ? `${unknown.slice(0, 10).join(', ')} and ${unknown.length - 10} more` : unknown.join(', ');
+  const message =
+    `metadata.json is invalid: feature_stats names ${unknown.length === 1 ? 'a feature' : 'features'} ` +
+    `the model does not take: ${named} (its features are ${features.join(', ')})`;
+  throw new LoadFailure('invalid_metadata', new Error(message));
 }
 
 /**

@@ -8,6 +8,30 @@ export const METADATA_FILE = 'metadata.json';
 const name = z.string().min(1);
 const outputSpec = z.union([name, z.object({ name, unit: z.string().optional() })]);
 
+/** One feature's `feature_stats` entry: finite numbers, min ≤ max, std ≥ 0, nine ordered deciles within [min, max]. */
+const featureStatsSchema = z
+  .object({
+    min: z.number(),
+    max: z.number(),
+    mean: z.number(),
+    std: z.number().nonnegative(),
+    deciles: z.array(z.number()).length(9, 'must hold exactly 9 numbers (the edges at 10%, 20%, … 90%)'),
+  })
+  .superRefine((stats, context) => {
+    if (stats.min > stats.max) {
+      context.addIssue({ code: 'custom', path: ['min'], message: `min ${stats.min} is above max ${stats.max}` });
+    }
+    stats.deciles.forEach((edge, i) => {
+      const previous = stats.deciles[i - 1];
+      if (previous !== undefined && edge < previous) {
+        context.addIssue({ code: 'custom', path: ['deciles', i], message: `${edge} is below the edge before it` });
+      } else if (edge < stats.min || edge > stats.max) {
+        const range = `[${stats.min}, ${stats.max}]`;
+        context.addIssue({ code: 'custom', path: ['deciles', i], message: `${edge} is outside min…max ${range}` });
+      }
+    });
+  });
+
 const metadataSchema = z.looseObject({
   features: z
     .array(name)
@@ -17,6 +41,8 @@ const metadataSchema = z.looseObject({
   outputs: z.array(outputSpec).min(1).optional(),
   description: z.string().optional(),
   source: z.string().optional(),
+  /** Keyed by feature name; whether those are the model's features is checked once they are known (loader). */
+  feature_stats: z.record(name, featureStatsSchema).optional(),
 });
 
 /**
@@ -53,6 +79,8 @@ export async function readMetadata(dir: string, files: readonly string[]): Promi
     features: m.features,
     outputs: m.outputs?.map((output) => (typeof output === 'string' ? output : output.name)),
     about: { description: m.description, source: m.source },
-    featureStats: undefined,
+    // An empty object says no more than no object: no feature has a reference.
+    featureStats:
+      m.feature_stats === undefined || Object.keys(m.feature_stats).length === 0 ? undefined : m.feature_stats,
   };
 }

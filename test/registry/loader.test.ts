@@ -1,8 +1,9 @@
+import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { linearOnnxModel } from '../../scripts/onnx-linear.js';
 import { loadVersion } from '../../src/registry/loader.js';
 import { scanRepository } from '../../src/registry/repository.js';
-import { FEATURES, LINEAR, MLP, makeRepository } from '../helpers.js';
+import { FEATURES, KEPLER, LINEAR, MLP, makeRepository, PODS, startApp } from '../helpers.js';
 
 async function loadOnly(entries: Parameters<typeof makeRepository>[0]) {
   const {
@@ -59,5 +60,120 @@ describe('loading and checking one model version', () => {
 
   it('refuses a folder with no model file, saying what it looked for', async () => {
     await expect(loadOnly({ 'm/1/weights.bin': '' })).rejects.toThrow('no model file found');
+  });
+});
+
+describe('metadata.json feature_stats, the training reference for drift', () => {
+  const stats = (overrides: Record<string, unknown> = {}) => ({
+    min: 0,
+    max: 100,
+    mean: 30,
+    std: 12.5,
+    deciles: [1, 2, 5, 10, 20, 40, 60, 80, 90],
+    ...overrides,
+  });
+  const withStats = (featureStats: unknown) =>
+    loadOnly({
+      'm/1': { model: LINEAR },
+      'm/1/metadata.json': JSON.stringify({ features: FEATURES, feature_stats: featureStats }),
+    });
+
+  it('reach the ModelVersion, for some of the features too', async () => {
+    const given = {
+      cpu_cycles: stats(),
+      bpf_net_rx_irq: stats({ min: 5, max: 5, mean: 5, std: 0, deciles: Array(9).fill(5) }),
+    };
+    const version = await withStats(given);
+    try {
+      expect(version.featureStats).toEqual(given);
+    } finally {
+      await version.model.dispose();
+    }
+  });
+
+  it('are absent for a model without them, a Kepler model and an empty feature_stats, and those still serve', async () => {
+    const repository = await makeRepository({
+      'plain/1': { model: LINEAR },
+      'plain/1/metadata.json': JSON.stringify({ features: FEATURES }),
+      'empty/1': { model: LINEAR },
+      'empty/1/metadata.json': JSON.stringify({ features: FEATURES, feature_stats: {} }),
+      'bare/1': { model: LINEAR },
+      'bare/1/metadata.json': '{}',
+      [`${KEPLER}/1`]: { model: KEPLER },
+    });
+    const { versions } = await scanRepository(repository, 'unused');
+    for (const name of ['plain', 'empty', 'bare', KEPLER]) {
+      const source = versions.find((v) => v.name === name);
+      if (source === undefined) throw new Error(`no ${name}`);
+      const version = await loadVersion(source);
+      try {
+        expect(version.featureStats, name).toBeUndefined();
+      } finally {
+        await version.model.dispose();
+      }
+    }
+    const app = await startApp({ MODEL_REPOSITORY: repository });
+    for (const [model, instances] of [
+      ['plain', PODS],
+      ['bare', PODS],
+      [KEPLER, [[50000, 12]]],
+    ] as const) {
+      await request(app.server).post('/predict').send({ model, instances }).expect(200);
+    }
+  });
+
+  it.each([
+    ['an entry that is not an object', { cpu_cycles: 3 }, 'feature_stats.cpu_cycles'],
+    ['a missing field', { cpu_cycles: { ...stats(), mean: undefined } }, 'feature_stats.cpu_cycles.mean'],
+    ['a field that is not a number', { cpu_cycles: stats({ max: '100' }) }, 'feature_stats.cpu_cycles.max'],
+    ['min above max', { cpu_cycles: stats({ min: 101 }) }, 'feature_stats.cpu_cycles.min'],
+    ['a negative std', { cpu_cycles: stats({ std: -1 }) }, 'feature_stats.cpu_cycles.std'],
+    ['8 deciles', { cpu_cycles: stats({ deciles: [1, 2, 3, 4, 5, 6, 7, 8] }) }, 'feature_stats.cpu_cycles.deciles'],
+    [
+      '10 deciles',
+      { cpu_cycles: stats({ deciles: [1, 2, 3, 4, 5, 6, 7, 8, 9, 9] }) },
+      'feature_stats.cpu_cycles.deciles',
+    ],
+    [
+      'a decile that is not a number',
+      { cpu_cycles: stats({ deciles: [1, 2, 3, null, 5, 6, 7, 8, 9] }) },
+      'feature_stats.cpu_cycles.deciles.3',
+    ],
+    [
+      'decreasing deciles',
+      { cpu_cycles: stats({ deciles: [1, 2, 3, 4, 3, 6, 7, 8, 9] }) },
+      'feature_stats.cpu_cycles.deciles.4',
+    ],
+    ['a decile below min', { cpu_cycles: stats({ min: 2 }) }, 'feature_stats.cpu_cycles.deciles.0'],
+    ['a decile above max', { cpu_cycles: stats({ max: 89 }) }, 'feature_stats.cpu_cycles.deciles.8'],
+    ['a list instead of an object', [stats()], 'feature_stats'],
+  ])('refuses %s as invalid_metadata, naming the field', async (_, featureStats, field) => {
+    await expect(withStats(featureStats)).rejects.toMatchObject({
+      reason: 'invalid_metadata',
+      message: expect.stringMatching(
+        new RegExp(`^metadata\\.json is invalid: .*${field.replaceAll('.', '\\.')}(:|\\.)`),
+      ),
+    });
+  });
+
+  it('refuses statistics of a feature the model does not take, naming it', async () => {
+    await expect(withStats({ cpu_cycles: stats(), cpu_cycle: stats() })).rejects.toMatchObject({
+      reason: 'invalid_metadata',
+      message: expect.stringContaining(
+        'feature_stats names a feature the model does not take: cpu_cycle (its features are',
+      ),
+    });
+  });
+
+  it('checks the keys against the features the model is named by when metadata.json lists none', async () => {
+    const load = (featureStats: unknown) =>
+      loadOnly({ 'm/1': { model: LINEAR }, 'm/1/metadata.json': JSON.stringify({ feature_stats: featureStats }) });
+    const version = await load({ f7: stats() });
+    await version.model.dispose();
+    expect(version.featureStats).toEqual({ f7: stats() });
+    await expect(load({ f8: stats() })).rejects.toMatchObject({
+      reason: 'invalid_metadata',
+      message: expect.stringContaining('f8'),
+    });
   });
 });
