@@ -3,7 +3,8 @@
  *   npm run stats -- <model-version-dir> <training.csv>
  * The CSV has a header line naming its columns; the model's features (metadata.json `features`)
  * must all be there, other columns (the target, ids) are ignored. Every feature cell must be a
- * finite number. The rest of metadata.json is kept as it is. Definitions: src/feature-stats.ts.
+ * finite decimal number (as the CSV codec takes them: 12, -0.5, .5, 1e6; not 0x10, Infinity, NaN).
+ * The rest of metadata.json is kept as it is. Definitions: src/feature-stats.ts.
  * Exit codes: 0 written, 1 bad input (named in the message), 2 usage.
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
@@ -12,6 +13,13 @@ import { pathToFileURL } from 'node:url';
 import { CsvError, parse } from 'csv-parse/sync';
 import { featureStatsOf } from '../src/feature-stats.js';
 import { METADATA_FILE } from '../src/registry/metadata.js';
+
+/**
+ * A decimal number: optional sign, digits with an optional fraction (or a fraction alone), optional
+ * exponent. The same rule as the CSV request codec's (src/codecs/csv.ts), so that training data and
+ * requests read numbers alike; Number() alone would also take 0x10, 0b11, 0o7 and Infinity.
+ */
+export const DECIMAL = /^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$/;
 
 export const USAGE = 'usage: npm run stats -- <model-version-dir> <training.csv>';
 
@@ -22,8 +30,8 @@ export class StatsInputError extends Error {
 
 /**
  * One column of numbers per feature from a CSV's text. A feature missing from the header, a
- * column named twice, or a cell that is not a finite number is an error naming it (rows are
- * counted from 1 after the header; lines are the file's).
+ * column named twice, or a cell that is not a finite decimal number (DECIMAL) is an error naming it
+ * (rows are counted from 1 after the header; lines are the file's).
  */
 export function readTrainingColumns(text: string, features: readonly string[]): Record<string, Float64Array> {
   let records: Array<{ record: string[]; info: { lines: number } }>;
@@ -48,10 +56,10 @@ export function readTrainingColumns(text: string, features: readonly string[]): 
   rows.forEach(({ record, info }, r) => {
     indexes.forEach((index, f) => {
       const cell = record[index] ?? '';
-      const value = cell === '' ? Number.NaN : Number(cell);
+      const value = DECIMAL.test(cell) ? Number(cell) : Number.NaN;
       if (!Number.isFinite(value)) {
         throw new StatsInputError(
-          `row ${r + 1} (line ${info.lines}), column ${features[f]}: ${JSON.stringify(cell)} is not a finite number`,
+          `row ${r + 1} (line ${info.lines}), column ${features[f]}: ${JSON.stringify(cell)} is not a finite decimal number`,
         );
       }
       (columns[f] as Float64Array)[r] = value;

@@ -78,7 +78,8 @@ const envSchema = z.object({
   CAPTURE_MAX_FILES: positiveInt.default(10),
   // Records waiting for the disk; past this they are dropped (and counted), never queued without bound.
   CAPTURE_BUFFER_BYTES: positiveInt.default(8 * MEBIBYTE),
-  DRIFT_WINDOW_ROWS: positiveInt.default(10_000),
+  // One byte per row and feature of every loaded version: a million rows of 8 features is 8 MB each.
+  DRIFT_WINDOW_ROWS: positiveInt.max(1_000_000, 'must be at most 1000000').default(10_000),
   // A shorter HMAC secret can be brute-forced offline from any token it signed.
   ADMIN_JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   ADMIN_JWT_PUBLIC_KEY: z.string().optional(),

@@ -7,15 +7,23 @@ import type { FeatureStats } from './registry/metadata.js';
  * rows of each model version. Pure: the plugin (src/plugins/drift.ts) feeds it predictions and
  * reads it for /metrics and the admin API.
  *
- * Bins. The nine decile edges e1 ≤ … ≤ e9 cut the line into right-closed bins (-∞, e1], (e1, e2],
- * …, (e9, +∞), each holding a tenth of the training data (P(X ≤ ei) = i/10). Repeated edges (ties:
- * a feature that is 0 for 40% of the rows has e1 = … = e4 = 0) would make empty bins (0, 0]: equal
- * edges are merged into one, and the bin ending at that edge gets the summed reference share of the
- * bins merged into it (P(X ≤ 0) = 4/10 there). Edges at or above the training maximum are dropped:
- * nothing in the training data lies above the maximum, so the mass at the maximum belongs to the top
- * bin (no bin is left whose reference share is 0). A constant feature has a single bin: PSI 0, and
- * only the out-of-range counts tell its drift. Values below the minimum fall in the first bin, those
- * above the maximum in the last (and are counted out of range too).
+ * Bins. The distinct decile edges u1 < … < uk below the training maximum cut the line into
+ * right-closed bins (-∞, u1], (u1, u2], … (uk, +∞). Each bin's reference share is the training
+ * data's: with `cdf_at_deciles` (F(e) = the share of the training values at or below the edge e),
+ * (u(j−1), uj] holds F(uj) − F(u(j−1)), the first bin F(u1) and the last 1 − F(uk). Repeated edges
+ * (ties: a feature that is 0 for 45% of the rows has e1 = … = e4 = 0) make one edge, whose bin holds
+ * all the mass at that value (F(0) = 0.45), not just the tenths whose edges repeat. Edges at or above
+ * the maximum are dropped: the mass at the maximum belongs to the top bin. A bin the training data
+ * leaves empty (two edges interpolated inside one gap between training values) is merged into the
+ * bin above it (its upper edge dropped), so no reference share is 0.
+ *
+ * Older statistics without `cdf_at_deciles` fall back to the deciles' levels: edge i counts as
+ * F = i/10, a repeated edge taking the level of its last copy. That understates a point mass (F(0)
+ * can be anything up to just below the next tenth), and the next bin, then nearly empty in real
+ * data, can give PSI well above 0.25 on data like the training data: regenerate such statistics
+ * (`npm run stats`). A constant feature has a single bin: PSI 0, and only the out-of-range counts
+ * tell its drift. Values below the minimum fall in the first bin, those above the maximum in the
+ * last (and are counted out of range too).
  *
  * PSI = Σ (window share − reference share) · ln(window share / reference share) over the bins, a
  * share of 0 counting as PSI_EPSILON (1e-4) so that an empty bin gives a large, finite term. Below
@@ -40,31 +48,51 @@ export interface ReferenceBins {
 }
 
 /**
- * The bins for a feature's statistics, by the rules above. `deciles` are taken as equally spaced
- * quantiles (nine edges: tenths); any other count k spaces them at 1/(k+1).
+ * The bins for a feature's statistics, by the rules above. Without `cdf_at_deciles`, `deciles` are
+ * taken as equally spaced quantiles (nine edges: tenths); any other count k spaces them at 1/(k+1).
  */
-export function referenceBins(stats: Pick<FeatureStats, 'min' | 'max' | 'deciles'>): ReferenceBins {
-  const step = 1 / (stats.deciles.length + 1);
+export function referenceBins(
+  stats: Pick<FeatureStats, 'min' | 'max' | 'deciles'> & { readonly cdf_at_deciles?: readonly number[] | undefined },
+): ReferenceBins {
+  const { deciles, cdf_at_deciles: cdf } = stats;
+  const step = 1 / (deciles.length + 1);
+  // Each distinct edge below the maximum with its cumulative share, F(edge).
   const edges: number[] = [];
   const cumulative: number[] = [];
-  stats.deciles.forEach((edge, index) => {
+  deciles.forEach((edge, index) => {
     if (!(edge < stats.max)) return;
+    const upTo = cdf === undefined ? (index + 1) * step : (cdf[index] as number);
     const last = edges.length - 1;
-    // A repeated edge: the bin ending there takes the share up to the last copy of it.
-    if (last >= 0 && edges[last] === edge) cumulative[last] = (index + 1) * step;
+    // A repeated edge: without the shares, the bin ending there takes the levels up to its last copy.
+    if (last >= 0 && edges[last] === edge) cumulative[last] = Math.max(cumulative[last] as number, upTo);
     else if (last < 0 || edge > (edges[last] as number)) {
       edges.push(edge);
-      cumulative.push((index + 1) * step);
+      cumulative.push(upTo);
     }
   });
-  const shares = new Float64Array(edges.length + 1);
+  // No empty bins: an edge whose F is no higher than the edge below's (an empty bin below it) is
+  // dropped, its bin merging into the one above; then so are edges at the top with F = 1.
+  const kept: number[] = [];
+  const keptCumulative: number[] = [];
+  edges.forEach((edge, i) => {
+    const upTo = Math.min(1, cumulative[i] as number);
+    if (upTo > (keptCumulative[keptCumulative.length - 1] ?? 0)) {
+      kept.push(edge);
+      keptCumulative.push(upTo);
+    }
+  });
+  while (keptCumulative.length > 0 && (keptCumulative[keptCumulative.length - 1] as number) >= 1) {
+    kept.pop();
+    keptCumulative.pop();
+  }
+  const shares = new Float64Array(kept.length + 1);
   let below = 0;
-  cumulative.forEach((upTo, bin) => {
+  keptCumulative.forEach((upTo, bin) => {
     shares[bin] = upTo - below;
     below = upTo;
   });
-  shares[edges.length] = 1 - below;
-  return { edges: Float64Array.from(edges), shares };
+  shares[kept.length] = 1 - below;
+  return { edges: Float64Array.from(kept), shares };
 }
 
 /** The bin a value falls in: how many edges lie strictly below it (bins are closed on the right). */

@@ -8,6 +8,10 @@
  * - `deciles` are the nine quantiles at p = 0.1, 0.2, … 0.9 by linear interpolation between the
  *   closest ranks (Hyndman & Fan type 7, numpy's and R's default): over the sorted values
  *   x[0] ≤ … ≤ x[n−1], h = (n − 1)·p, Q(p) = x[⌊h⌋] + (h − ⌊h⌋)·(x[⌊h⌋ + 1] − x[⌊h⌋]).
+ * - `cdf_at_deciles` are, for each of those nine edges e, the share of the values at or below it:
+ *   #{x ≤ e} / n. The deciles alone do not say it when values repeat: with 45% of the values 0, the
+ *   edges at 10% … 40% are 0 but P(X ≤ 0) is 0.45, not 0.4. Drift (src/drift.ts) weighs its bins by
+ *   these shares.
  */
 import type { FeatureStats } from './registry/metadata.js';
 
@@ -35,20 +39,43 @@ export function statsOf(values: ArrayLike<number>): FeatureStats {
   }
   const min = sorted[0] as number;
   const max = sorted[n - 1] as number;
-  if (min === max) return { min, max, mean: min, std: 0, deciles: DECILE_LEVELS.map(() => min) };
+  if (min === max) {
+    return {
+      min,
+      max,
+      mean: min,
+      std: 0,
+      deciles: DECILE_LEVELS.map(() => min),
+      cdf_at_deciles: DECILE_LEVELS.map(() => 1),
+    };
+  }
   let sum = 0;
   for (const value of sorted) sum += value;
   // Two passes (mean first, then squared deviations from it): no cancellation on large counters.
   const mean = Math.min(max, Math.max(min, sum / n));
   let squares = 0;
   for (const value of sorted) squares += (value - mean) ** 2;
+  const deciles = DECILE_LEVELS.map((p) => quantileOfSorted(sorted, p));
   return {
     min,
     max,
     mean,
     std: Math.sqrt(squares / n),
-    deciles: DECILE_LEVELS.map((p) => quantileOfSorted(sorted, p)),
+    deciles,
+    cdf_at_deciles: deciles.map((edge) => countAtOrBelow(sorted, edge) / n),
   };
+}
+
+/** How many of the values (sorted ascending) are at or below `value`: a bisection. */
+export function countAtOrBelow(sorted: ArrayLike<number>, value: number): number {
+  let low = 0;
+  let high = sorted.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if ((sorted[middle] as number) <= value) low = middle + 1;
+    else high = middle;
+  }
+  return low;
 }
 
 /** Statistics per feature, in the order given, from one column of values per feature. */

@@ -109,6 +109,31 @@ describe('configuration from the environment', () => {
     });
   });
 
+  describe('model monitoring', () => {
+    it('captures nothing unless both CAPTURE_DIR and a CAPTURE_SAMPLE above 0 are set', () => {
+      expect(loadConfig({}).capture).toBeUndefined();
+      expect(loadConfig({ CAPTURE_DIR: '/var/capture' }).capture).toBeUndefined();
+      expect(loadConfig({ CAPTURE_SAMPLE: '1' }).capture).toBeUndefined();
+      expect(loadConfig({ CAPTURE_DIR: '/var/capture', CAPTURE_SAMPLE: '0.1' }).capture).toEqual({
+        dir: '/var/capture',
+        sample: 0.1,
+        maxFileBytes: 64 * 1024 * 1024,
+        maxFiles: 10,
+        bufferBytes: 8 * 1024 * 1024,
+      });
+    });
+
+    it.each([
+      ['CAPTURE_SAMPLE', '1.5'],
+      ['CAPTURE_SAMPLE', '-0.1'],
+      ['CAPTURE_MAX_FILES', '0'],
+      ['DRIFT_WINDOW_ROWS', '0'],
+      ['DRIFT_WINDOW_ROWS', '2000000000'],
+    ])('refuses %s=%s, naming the variable', (name, value) => {
+      expect(() => loadConfig({ CAPTURE_DIR: '/var/capture', [name]: value })).toThrow(name);
+    });
+  });
+
   describe('the admin API key', () => {
     const publicKey = (type: 'rsa' | 'ec' | 'ed25519', curve?: string) =>
       generateKeyPairSync(type as 'rsa', {

@@ -9,6 +9,7 @@ import {
   VersionDrift,
   type VersionedSubject,
 } from '../src/drift.js';
+import { statsOf } from '../src/feature-stats.js';
 import type { Matrix } from '../src/matrix.js';
 import type { FeatureStats } from '../src/registry/metadata.js';
 
@@ -21,7 +22,145 @@ function matrix(rows: readonly (readonly number[])[]): Matrix {
 
 const shares = (bins: { shares: Float64Array }) => [...bins.shares].map((share) => Number(share.toFixed(12)));
 
-describe('referenceBins', () => {
+/** A seeded generator (mulberry32): the same values on every run. */
+function random(seed: number): () => number {
+  let state = seed;
+  return () => {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `count` values of a distribution, drawn with a seed. */
+const sample = (count: number, seed: number, draw: (next: () => number) => number) => {
+  const next = random(seed);
+  return Array.from({ length: count }, () => draw(next));
+};
+
+/** The PSI of `values` (a window that holds them all) against statistics. */
+function psiOf(stats: FeatureStats, values: readonly number[]): number {
+  const drift = new VersionDrift(['x'], { x: stats }, values.length);
+  drift.observeInput({ data: Float64Array.from(values), rows: values.length, cols: 1 });
+  return drift.psi()[0] as number;
+}
+
+/** Statistics as metadata.json written before `cdf_at_deciles` carried them. */
+const withoutShares = ({ cdf_at_deciles: _, ...stats }: FeatureStats): FeatureStats => stats;
+
+describe('referenceBins with the shares at the deciles (cdf_at_deciles)', () => {
+  it('gives the bin ending at a repeated edge the real mass there, and the next bin the rest of its share', () => {
+    // 45% of the training rows are 0: the edges at 10% … 40% are 0, and P(X ≤ 0) is 0.45, not 0.4.
+    const bins = referenceBins({
+      min: 0,
+      max: 10,
+      deciles: [0, 0, 0, 0, 1, 2, 3, 4, 5],
+      cdf_at_deciles: [0.45, 0.45, 0.45, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9],
+    });
+    expect([...bins.edges]).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(shares(bins)).toEqual([0.45, 0.05, 0.1, 0.1, 0.1, 0.1, 0.1]);
+  });
+
+  it('merges a bin the training data leaves empty into the bin above it', () => {
+    // 0 and 10 only: every decile is interpolated in the gap; half the data is at or below each.
+    const stats = statsOf([0, 10]);
+    expect(stats.cdf_at_deciles).toEqual(Array(9).fill(0.5));
+    const bins = referenceBins(stats);
+    expect([...bins.edges.map((edge) => Math.round(edge * 1e9) / 1e9)]).toEqual([1]);
+    expect(shares(bins)).toEqual([0.5, 0.5]);
+    // 1 1 1 1 10: (1, 2.8] holds nothing and joins (2.8, 6.4]; 6.4, which shares 2.8's F, is dropped.
+    const tied = referenceBins(statsOf([1, 10, 1, 1, 1]));
+    expect([...tied.edges]).toEqual([1]);
+    expect(shares(tied)).toEqual([0.8, 0.2]);
+  });
+
+  it('drops edges at the maximum, and trailing edges whose share is already 1', () => {
+    const atMax = referenceBins({
+      min: 0,
+      max: 8,
+      deciles: [1, 2, 3, 4, 5, 6, 7, 8, 8],
+      cdf_at_deciles: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.65, 1, 1],
+    });
+    expect([...atMax.edges]).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(shares(atMax)).toEqual([0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.05, 0.35]);
+    const full = referenceBins({
+      min: 0,
+      max: 9,
+      deciles: [1, 2, 3, 4, 5, 6, 7, 8, 8.5],
+      cdf_at_deciles: [...Array(8).fill(0.5), 1],
+    });
+    expect([...full.edges]).toEqual([1]);
+    expect(shares(full)).toEqual([0.5, 0.5]);
+    const constant = referenceBins(statsOf([5, 5, 5]));
+    expect([...constant.edges]).toEqual([]);
+    expect(shares(constant)).toEqual([1]);
+  });
+
+  it('gives every bin exactly its share of the training data, none of them 0', () => {
+    const value = fc.oneof(fc.integer({ min: -3, max: 3 }), fc.double({ min: -3, max: 3, noNaN: true }));
+    fc.assert(
+      fc.property(fc.array(value, { minLength: 1, maxLength: 60 }), (values) => {
+        const bins = referenceBins(statsOf(values));
+        const counts = new Array(bins.shares.length).fill(0);
+        for (const v of values) counts[binOf(bins.edges, v)]++;
+        bins.shares.forEach((share, bin) => {
+          expect(share).toBeGreaterThan(0);
+          expect(share).toBeCloseTo(counts[bin] / values.length, 12);
+        });
+      }),
+    );
+  });
+});
+
+describe('PSI of data drawn like the training data', () => {
+  const TRAIN = 20_000;
+  const WINDOW = 10_000;
+  /** A zero-heavy counter (IRQs of idle pods): 0 with probability p, else uniform on [1, 2). */
+  const pointMass = (p: number) => (next: () => number) => (next() < p ? 0 : 1 + next());
+
+  it.each([0.395, 0.48, 0.495, 0.498])('stays below 0.1 with a point mass at 0 of %s', (p) => {
+    const stats = statsOf(sample(TRAIN, 6, pointMass(p)));
+    expect(psiOf(stats, sample(WINDOW, 1006, pointMass(p)))).toBeLessThan(0.1);
+    expect(psiOf(stats, sample(WINDOW, 7, pointMass(p)))).toBeLessThan(0.1);
+  });
+
+  it('without cdf_at_deciles (older metadata) falls back to tenths, which overstates it on a point mass', () => {
+    // The reviewer's finding, kept as the documented limit of the fallback: the same data as above.
+    const stats = statsOf(sample(TRAIN, 6, pointMass(0.498)));
+    expect(psiOf(withoutShares(stats), sample(WINDOW, 1006, pointMass(0.498)))).toBeGreaterThan(0.25);
+    expect(psiOf(stats, sample(WINDOW, 1006, pointMass(0.498)))).toBeLessThan(0.1);
+  });
+
+  it('still goes above 0.25 once the data shifts', () => {
+    for (const p of [0.395, 0.48, 0.495, 0.498]) {
+      const stats = statsOf(sample(TRAIN, 6, pointMass(p)));
+      // The busy pods' counts go up by half the range.
+      const busier = (next: () => number) => (next() < p ? 0 : 1.5 + next());
+      expect(psiOf(stats, sample(WINDOW, 1006, busier))).toBeGreaterThan(0.25);
+      // Far fewer idle pods.
+      expect(psiOf(stats, sample(WINDOW, 1006, pointMass(p / 4)))).toBeGreaterThan(0.25);
+    }
+  });
+
+  it.each([
+    [
+      'core counts, uniform over {1, 2, 4, 8, 16}',
+      (next: () => number) => [1, 2, 4, 8, 16][Math.floor(next() * 5)] as number,
+    ],
+    [
+      'core counts, mostly small',
+      (next: () => number) => [1, 2, 4, 8, 16][Math.min(4, Math.floor(-Math.log(1 - next()) * 1.5))] as number,
+    ],
+    ['geometric integers (p = 0.3)', (next: () => number) => Math.floor(Math.log(1 - next()) / Math.log(0.7))],
+    ['geometric integers (p = 0.8)', (next: () => number) => Math.floor(Math.log(1 - next()) / Math.log(0.2))],
+  ])('stays below 0.1 for a discrete feature: %s', (_, draw) => {
+    const stats = statsOf(sample(TRAIN, 11, draw));
+    expect(psiOf(stats, sample(WINDOW, 12, draw))).toBeLessThan(0.1);
+  });
+});
+
+describe('referenceBins without cdf_at_deciles (older metadata: decile levels)', () => {
   it('makes ten bins of a tenth each from nine distinct deciles', () => {
     const bins = referenceBins(DECILES_1_TO_9);
     expect([...bins.edges]).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);

@@ -3,10 +3,11 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { main, readTrainingColumns, USAGE } from '../scripts/feature-stats.js';
 import { EXAMPLE_SEED, EXAMPLE_TRAIN_ROWS, podsCsv, samplePods } from '../scripts/synthetic-pods.js';
-import { featureStatsOf, featureStatsOfRows, quantileOfSorted, statsOf } from '../src/feature-stats.js';
+import { countAtOrBelow, featureStatsOf, featureStatsOfRows, quantileOfSorted, statsOf } from '../src/feature-stats.js';
 import { loadVersion } from '../src/registry/loader.js';
 import { scanRepository } from '../src/registry/repository.js';
 import { FEATURES, LINEAR, MLP, makeRepository, SHIPPED_MODELS } from './helpers.js';
@@ -22,6 +23,8 @@ describe('feature statistics (population std, type-7 deciles)', () => {
     [1.4, 1.8, 2.2, 2.6, 3, 3.4, 3.8, 4.2, 4.6].forEach((edge, i) => {
       expect(stats.deciles[i]).toBeCloseTo(edge, 12);
     });
+    // The share at or below each edge: 1.4 → {1}, 2.2 → {1, 2}, 3 → {1, 2, 3}, … 4.6 → {1, 2, 3, 4}.
+    expect(stats.cdf_at_deciles).toEqual([0.2, 0.2, 0.4, 0.4, 0.6, 0.6, 0.6, 0.8, 0.8]);
   });
 
   it('handle ties: deciles repeat, and interpolate only where the sorted values change', () => {
@@ -34,11 +37,32 @@ describe('feature statistics (population std, type-7 deciles)', () => {
     expect(stats.deciles.slice(0, 7)).toEqual([1, 1, 1, 1, 1, 1, 1]);
     expect(stats.deciles[7]).toBeCloseTo(1 + 0.2 * 9, 12);
     expect(stats.deciles[8]).toBeCloseTo(1 + 0.6 * 9, 12);
+    // 80% of the values are at or below 1, the edge of only 10% … 70%.
+    expect(stats.cdf_at_deciles).toEqual([0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8]);
+  });
+
+  it('record the real share at or below each decile edge when a value repeats', () => {
+    // 45 zeros, then 1…55: the edges at 10% … 40% are 0, and P(X ≤ 0) is 0.45.
+    const values = [...Array(45).fill(0), ...Array.from({ length: 55 }, (_, i) => i + 1)];
+    const stats = statsOf(values);
+    expect(stats.deciles.slice(0, 4)).toEqual([0, 0, 0, 0]);
+    expect(stats.cdf_at_deciles?.slice(0, 4)).toEqual([0.45, 0.45, 0.45, 0.45]);
+    for (const [i, edge] of stats.deciles.entries()) {
+      expect(stats.cdf_at_deciles?.[i]).toBe(values.filter((v) => v <= edge).length / values.length);
+    }
   });
 
   it('give a constant column std 0 and every edge equal to it, with no rounding noise', () => {
-    expect(statsOf([0.1, 0.1, 0.1])).toEqual({ min: 0.1, max: 0.1, mean: 0.1, std: 0, deciles: Array(9).fill(0.1) });
-    expect(statsOf([7])).toEqual({ min: 7, max: 7, mean: 7, std: 0, deciles: Array(9).fill(7) });
+    const constant = (value: number) => ({
+      min: value,
+      max: value,
+      mean: value,
+      std: 0,
+      deciles: Array(9).fill(value),
+      cdf_at_deciles: Array(9).fill(1),
+    });
+    expect(statsOf([0.1, 0.1, 0.1])).toEqual(constant(0.1));
+    expect(statsOf([7])).toEqual(constant(7));
   });
 
   it('interpolate between two values, and keep edges ordered and in range on awkward numbers', () => {
@@ -51,6 +75,23 @@ describe('feature statistics (population std, type-7 deciles)', () => {
     }
     expect(quantileOfSorted([1, 2, 3], 0)).toBe(1);
     expect(quantileOfSorted([1, 2, 3], 1)).toBe(3);
+  });
+
+  it('give shares at the deciles that are non-decreasing, in (0, 1], and exact counts', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: -4, max: 4 }), { minLength: 1, maxLength: 40 }), (values) => {
+        const { deciles, cdf_at_deciles: cdf = [] } = statsOf(values);
+        expect(cdf).toHaveLength(9);
+        cdf.forEach((share, i) => {
+          expect(share).toBe(values.filter((v) => v <= (deciles[i] as number)).length / values.length);
+          expect(share).toBeGreaterThan(0);
+          expect(share).toBeGreaterThanOrEqual(i === 0 ? 0 : (cdf[i - 1] as number));
+        });
+      }),
+    );
+    expect(countAtOrBelow([1, 2, 2, 3], 2)).toBe(3);
+    expect(countAtOrBelow([1, 2, 2, 3], 0.5)).toBe(0);
+    expect(countAtOrBelow([1, 2, 2, 3], 3)).toBe(4);
   });
 
   it('refuse no values and non-finite values, naming the feature', () => {
@@ -89,12 +130,28 @@ describe('reading a training CSV', () => {
   });
 
   it.each([
-    ['text', 'abc', 'row 2 (line 3), column b: "abc" is not a finite number'],
-    ['an empty cell', '', 'row 2 (line 3), column b: "" is not a finite number'],
-    ['Infinity', 'Infinity', 'row 2 (line 3), column b: "Infinity" is not a finite number'],
-    ['NaN', 'NaN', 'row 2 (line 3), column b: "NaN" is not a finite number'],
-  ])('names the row and column of %s', (_, cell, message) => {
-    expect(() => readTrainingColumns(`a,b,power\n1,2,3\n4,${cell},6\n`, ['a', 'b'])).toThrow(message);
+    ['text', 'abc'],
+    ['an empty cell', ''],
+    ['Infinity', 'Infinity'],
+    ['NaN', 'NaN'],
+    ['a hexadecimal number', '0x10'],
+    ['a binary number', '0b11'],
+    ['an octal number', '0o7'],
+    ['a number with a unit', '12W'],
+    ['a number too large for a double', '1e999'],
+    ['digit separators', '1_000'],
+    ['a lone sign', '-'],
+    ['a lone point', '.'],
+  ])('names the row and column of %s', (_, cell) => {
+    expect(() => readTrainingColumns(`a,b,power\n1,2,3\n4,${cell},6\n`, ['a', 'b'])).toThrow(
+      `row 2 (line 3), column b: ${JSON.stringify(cell)} is not a finite decimal number`,
+    );
+  });
+
+  it('takes decimal numbers as the CSV request codec does: sign, fraction, exponent', () => {
+    const cells = ['-1', '+2', '3.', '.5', '-0.25', '1e3', '2.5E-2', '-.5e+1', '007'];
+    const csv = `a\n${cells.join('\n')}\n`;
+    expect(Array.from(readTrainingColumns(csv, ['a']).a ?? [])).toEqual([-1, 2, 3, 0.5, -0.25, 1000, 0.025, -5, 7]);
   });
 
   it('refuses an empty file, a header alone, a ragged row and a feature named twice', () => {

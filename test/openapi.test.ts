@@ -845,6 +845,20 @@ describe('real answers match openapi.yaml', () => {
     expect(await conformance.run(app, cases)).toEqual([]);
   });
 
+  it('the drift report of a model with feature_stats, after predictions', async () => {
+    const app = await startApp({ ADMIN_JWT_SECRET: SECRET });
+    for (const model of [LINEAR, MLP]) {
+      const predicted = await app.inject({ method: 'POST', url: '/predict', payload: { model, instances: PODS } });
+      expect(predicted.statusCode).toBe(200);
+    }
+    const cases: Case[] = [
+      { route: 'GET /admin/models/{name}/drift', url: `/admin/models/${LINEAR}/drift`, status: 200 },
+      { route: 'GET /admin/models/{name}/drift', url: `/admin/models/${MLP}/drift`, status: 200 },
+      { route: 'GET /admin/models/{name}/drift', url: `/admin/models/${KEPLER}/drift`, status: 200 },
+    ];
+    expect(await conformance.run(app, cases)).toEqual([]);
+  });
+
   it('exercised every operation with a success the document describes', () => {
     const missed = operations.map((op) => op.key).filter((key) => !conformance.succeeded.has(key));
     expect(missed).toEqual([]);

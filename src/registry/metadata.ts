@@ -8,7 +8,11 @@ export const METADATA_FILE = 'metadata.json';
 const name = z.string().min(1);
 const outputSpec = z.union([name, z.object({ name, unit: z.string().optional() })]);
 
-/** One feature's `feature_stats` entry: finite numbers, min ≤ max, std ≥ 0, nine ordered deciles within [min, max]. */
+/**
+ * One feature's `feature_stats` entry: finite numbers, min ≤ max, std ≥ 0, nine ordered deciles within
+ * [min, max], and optionally (older files have none) the share of the data at or below each decile:
+ * nine numbers in [0, 1], non-decreasing, equal where the deciles are equal, 1 at an edge equal to max.
+ */
 const featureStatsSchema = z
   .object({
     min: z.number(),
@@ -16,6 +20,10 @@ const featureStatsSchema = z
     mean: z.number(),
     std: z.number().nonnegative(),
     deciles: z.array(z.number()).length(9, 'must hold exactly 9 numbers (the edges at 10%, 20%, … 90%)'),
+    cdf_at_deciles: z
+      .array(z.number().min(0).max(1))
+      .length(9, 'must hold exactly 9 numbers (the share of the data at or below each decile)')
+      .optional(),
   })
   .superRefine((stats, context) => {
     if (stats.min > stats.max) {
@@ -28,6 +36,22 @@ const featureStatsSchema = z
       } else if (edge < stats.min || edge > stats.max) {
         const range = `[${stats.min}, ${stats.max}]`;
         context.addIssue({ code: 'custom', path: ['deciles', i], message: `${edge} is outside min…max ${range}` });
+      }
+    });
+    stats.cdf_at_deciles?.forEach((share, i) => {
+      const previous = stats.cdf_at_deciles?.[i - 1];
+      const edge = stats.deciles[i];
+      const path = ['cdf_at_deciles', i];
+      if (previous !== undefined && share < previous) {
+        context.addIssue({ code: 'custom', path, message: `${share} is below the share before it` });
+      } else if (previous !== undefined && edge === stats.deciles[i - 1] && share !== previous) {
+        context.addIssue({
+          code: 'custom',
+          path,
+          message: `${share} differs from the share at the same decile ${edge}`,
+        });
+      } else if (edge === stats.max && share !== 1) {
+        context.addIssue({ code: 'custom', path, message: `${share} is not 1 at the decile ${edge}, the maximum` });
       }
     });
   });
@@ -47,7 +71,8 @@ const metadataSchema = z.looseObject({
 
 /**
  * What one feature looked like in the data the model was fitted on (metadata.json `feature_stats`):
- * the reference drift is measured against. `deciles` are the nine edges at 10%, 20%, … 90%.
+ * the reference drift is measured against. `deciles` are the nine edges at 10%, 20%, … 90%;
+ * `cdf_at_deciles` the share of the data at or below each of them (absent in older files).
  */
 export interface FeatureStats {
   readonly min: number;
@@ -55,6 +80,7 @@ export interface FeatureStats {
   readonly mean: number;
   readonly std: number;
   readonly deciles: readonly number[];
+  readonly cdf_at_deciles?: readonly number[];
 }
 
 export interface ModelMetadata {

@@ -2,23 +2,28 @@ import type { FastifyInstance } from 'fastify';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
+import { featureStatsOfRows } from '../../src/feature-stats.js';
 import type { FeatureStats } from '../../src/registry/metadata.js';
 import { bearer, SECRET, token } from '../admin/helpers.js';
 import { makeRepository, testConfig, versionedEntries, versionedModel } from '../helpers.js';
 import { type Sample, sampleValue, scrape } from '../metrics-scrape.js';
 
-/** Training data of the test models: a uniform on [0, 10], b uniform on [0, 100]. */
+/** Hand-written training statistics, for exact counts: a uniform on [0, 10], b uniform on [0, 100]. */
 const STATS: Record<'a' | 'b', FeatureStats> = {
   a: { min: 0, max: 10, mean: 5, std: 2.887, deciles: [1, 2, 3, 4, 5, 6, 7, 8, 9] },
   b: { min: 0, max: 100, mean: 50, std: 28.87, deciles: [10, 20, 30, 40, 50, 60, 70, 80, 90] },
 };
 
 /** versionedModel(version) (y = version·a + b), its metadata.json giving the training statistics. */
-function modelWithStats(name: string, version: number): Record<string, Uint8Array | string> {
+function modelWithStats(
+  name: string,
+  version: number,
+  stats: Record<string, FeatureStats> = STATS,
+): Record<string, Uint8Array | string> {
   const files = versionedModel(version);
   return {
     [`${name}/${version}/model.onnx`]: files['model.onnx'] as Uint8Array,
-    [`${name}/${version}/metadata.json`]: JSON.stringify({ features: ['a', 'b'], feature_stats: STATS }),
+    [`${name}/${version}/metadata.json`]: JSON.stringify({ features: ['a', 'b'], feature_stats: stats }),
   };
 }
 
@@ -47,19 +52,18 @@ function random(seed: number): () => number {
   };
 }
 
-/** A value drawn from the training distribution: a random decile bin, uniform within it. */
-function drawn(stats: FeatureStats, next: () => number): number {
-  const edges = [stats.min, ...stats.deciles, stats.max];
-  const bin = Math.floor(next() * 10);
-  const low = edges[bin] as number;
-  const high = edges[bin + 1] as number;
-  return low + (high - low) * next();
+/**
+ * The training distribution: a uniform on [0, 10]; b a zero-heavy counter (idle pods), 0 for 49% of
+ * the rows (its edges at 10% … 40% are all 0, and P(b = 0) is well above 0.4) and otherwise uniform
+ * on [1, 100].
+ */
+function trainingRows(count: number, seed: number): number[][] {
+  const next = random(seed);
+  return Array.from({ length: count }, () => [10 * next(), next() < 0.49 ? 0 : 1 + 99 * next()]);
 }
 
-function referenceRows(count: number, seed: number): number[][] {
-  const next = random(seed);
-  return Array.from({ length: count }, () => [drawn(STATS.a, next), drawn(STATS.b, next)]);
-}
+/** The statistics of 20,000 training rows, computed as `npm run stats` would. */
+const TRAINED = featureStatsOfRows(['a', 'b'], trainingRows(20_000, 1));
 
 async function predict(app: FastifyInstance, model: string, rows: number[][], status = 200) {
   for (let start = 0; start < rows.length; start += 100) {
@@ -75,8 +79,9 @@ const drifted = (samples: Sample[]) =>
 
 describe('drift signals in /metrics', () => {
   it('keeps PSI below 0.1 for rows drawn from the training distribution, and above 0.25 once they shift', async () => {
-    const app = await driftApp(modelWithStats('m', 1), { DRIFT_WINDOW_ROWS: '2000' });
-    await predict(app, 'm', referenceRows(2000, 1));
+    const app = await driftApp(modelWithStats('m', 1, TRAINED), { DRIFT_WINDOW_ROWS: '2000' });
+    // Fresh rows from the training distribution (not the training rows themselves).
+    await predict(app, 'm', trainingRows(2000, 2));
     let samples = await scrape(app);
     expect(sampleValue(samples, 'wattserve_feature_drift_window_rows', { model: 'm', version: '1' })).toBe(2000);
     for (const feature of ['a', 'b']) {
@@ -84,11 +89,18 @@ describe('drift signals in /metrics', () => {
       expect(value).toBeGreaterThan(0);
       expect(value).toBeLessThan(0.1);
     }
+    // b's first bin, (-∞, 0], holds the real mass at 0 in the training data, not four tenths.
+    const { body } = await request(app.server).get('/admin/models/m/drift').set(bearer()).expect(200);
+    const zeros = TRAINED.b?.cdf_at_deciles?.[0] as number;
+    expect(zeros).toBeGreaterThan(0.48);
+    expect(body.versions[0].features.b.bins[0]).toEqual({ upTo: 0, reference: zeros, window: expect.any(Number) });
+    expect(body.versions[0].features.b.bins[0].window).toBeCloseTo(0.49, 1);
+    expect(body.versions[0].reference.b).toEqual(TRAINED.b);
     // The same kind of rows, all values × 3: the window fills with them.
     await predict(
       app,
       'm',
-      referenceRows(2000, 2).map((row) => row.map((value) => value * 3)),
+      trainingRows(2000, 3).map((row) => row.map((value) => value * 3)),
     );
     samples = await scrape(app);
     for (const feature of ['a', 'b']) {

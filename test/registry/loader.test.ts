@@ -81,7 +81,19 @@ describe('metadata.json feature_stats, the training reference for drift', () => 
   it('reach the ModelVersion, for some of the features too', async () => {
     const given = {
       cpu_cycles: stats(),
-      bpf_net_rx_irq: stats({ min: 5, max: 5, mean: 5, std: 0, deciles: Array(9).fill(5) }),
+      bpf_net_rx_irq: stats({
+        min: 5,
+        max: 5,
+        mean: 5,
+        std: 0,
+        deciles: Array(9).fill(5),
+        cdf_at_deciles: Array(9).fill(1),
+      }),
+      // Older metadata has no cdf_at_deciles (cpu_cycles); newer has it.
+      cgroupfs_cpu_usage_us: stats({
+        deciles: [0, 0, 0, 0, 20, 40, 60, 80, 100],
+        cdf_at_deciles: [0.45, 0.45, 0.45, 0.45, 0.5, 0.6, 0.7, 0.8, 1],
+      }),
     };
     const version = await withStats(given);
     try {
@@ -147,6 +159,46 @@ describe('metadata.json feature_stats, the training reference for drift', () => 
     ['a decile below min', { cpu_cycles: stats({ min: 2 }) }, 'feature_stats.cpu_cycles.deciles.0'],
     ['a decile above max', { cpu_cycles: stats({ max: 89 }) }, 'feature_stats.cpu_cycles.deciles.8'],
     ['a list instead of an object', [stats()], 'feature_stats'],
+    [
+      '8 shares at the deciles',
+      { cpu_cycles: stats({ cdf_at_deciles: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8] }) },
+      'feature_stats.cpu_cycles.cdf_at_deciles',
+    ],
+    [
+      'a share above 1',
+      { cpu_cycles: stats({ cdf_at_deciles: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.1] }) },
+      'feature_stats.cpu_cycles.cdf_at_deciles.8',
+    ],
+    [
+      'a negative share',
+      { cpu_cycles: stats({ cdf_at_deciles: [-0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] }) },
+      'feature_stats.cpu_cycles.cdf_at_deciles.0',
+    ],
+    [
+      'decreasing shares',
+      { cpu_cycles: stats({ cdf_at_deciles: [0.1, 0.2, 0.3, 0.4, 0.35, 0.6, 0.7, 0.8, 0.9] }) },
+      'feature_stats.cpu_cycles.cdf_at_deciles.4',
+    ],
+    [
+      'different shares at equal deciles',
+      {
+        cpu_cycles: stats({
+          deciles: [0, 0, 5, 10, 20, 40, 60, 80, 90],
+          cdf_at_deciles: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+        }),
+      },
+      'feature_stats.cpu_cycles.cdf_at_deciles.1',
+    ],
+    [
+      'a share below 1 at a decile equal to max',
+      {
+        cpu_cycles: stats({
+          deciles: [1, 2, 5, 10, 20, 40, 60, 80, 100],
+          cdf_at_deciles: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+        }),
+      },
+      'feature_stats.cpu_cycles.cdf_at_deciles.8',
+    ],
   ])('refuses %s as invalid_metadata, naming the field', async (_, featureStats, field) => {
     await expect(withStats(featureStats)).rejects.toMatchObject({
       reason: 'invalid_metadata',
