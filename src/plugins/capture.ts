@@ -1,7 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { Counter, Gauge } from 'prom-client';
-import { CaptureWriter, captureTap, DROP_REASONS } from '../capture.js';
+import { CaptureWriter, captureTap, DROP_REASONS, type FileOpener, openForAppend } from '../capture.js';
+
+export interface CaptureOptions {
+  /** Opens the capture file (tests pass one that fails); the real file system by default. */
+  openFile?: FileOpener;
+}
 
 /**
  * Data capture (CAPTURE_DIR, CAPTURE_SAMPLE): a sampled share of predictions written as JSON Lines
@@ -9,13 +14,13 @@ import { CaptureWriter, captureTap, DROP_REASONS } from '../capture.js';
  * start-up: it is logged, and the records are dropped and counted until it can be written.
  */
 export default fp(
-  async function capture(app: FastifyInstance) {
+  async function capture(app: FastifyInstance, options: CaptureOptions) {
     const settings = app.config.capture;
     if (settings === undefined) return;
     const registers = app.metrics === undefined ? [] : [app.metrics.registry];
     const dropped = new Counter({
       name: 'wattserve_capture_dropped_total',
-      help: 'Captured predictions not written, by reason (buffer_full: the disk is slower than the records come; open_failed, write_failed, rotate_failed: the directory or disk failed; too_large; closed)',
+      help: 'Captured predictions not written, by reason (buffer_full: the disk is slower than the records come; open_failed, write_failed, rotate_failed: the directory or disk failed; too_large: a record that could never fit in a file or in CAPTURE_BUFFER_BYTES; closed)',
       labelNames: ['reason'],
       registers,
     });
@@ -34,6 +39,7 @@ export default fp(
       log: app.log,
       dropped: (reason, count) => dropped.labels(reason).inc(count),
       written: (count) => records.inc(count),
+      openFile: options.openFile ?? openForAppend,
     });
     new Gauge({
       name: 'wattserve_capture_buffer_bytes',

@@ -1,14 +1,28 @@
 import { execFile } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type AppOptions, buildApp } from '../../src/app.js';
-import { CURRENT_FILE } from '../../src/capture.js';
+import { CURRENT_FILE, type FileOpener } from '../../src/capture.js';
 import { captureLogs, FEATURES, LINEAR, MLP, PODS, testConfig } from '../helpers.js';
 import { sampleValue, scrape } from '../metrics-scrape.js';
+
+/**
+ * The capture plugin's file opener (src/capture.ts openForAppend), made to fail on demand: the
+ * writer's FileOpener seam, reached from a whole app. The real opener otherwise.
+ */
+const seam = vi.hoisted(() => ({ failure: undefined as string | undefined }));
+vi.mock('../../src/capture.js', async (importOriginal) => {
+  const real = await importOriginal<typeof import('../../src/capture.js')>();
+  const openForAppend: FileOpener = async (file) => {
+    if (seam.failure !== undefined) throw Object.assign(new Error(seam.failure), { code: seam.failure });
+    return real.openForAppend(file);
+  };
+  return { ...real, openForAppend };
+});
 
 /** How long an asynchronous write may take to show: generous, for a loaded machine. */
 const WAIT = { timeout: 10_000 };
@@ -17,6 +31,7 @@ const apps: FastifyInstance[] = [];
 const cleanups: Array<() => Promise<unknown>> = [];
 
 afterEach(async () => {
+  seam.failure = undefined;
   await Promise.all(apps.splice(0).map((app) => app.close()));
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
@@ -158,17 +173,32 @@ describe('data capture (CAPTURE_DIR, CAPTURE_SAMPLE)', () => {
     const files = (await readdir(dir)).sort();
     expect(files).toHaveLength(3);
     expect(files[2]).toBe(CURRENT_FILE);
-    for (const file of files.slice(0, 2)) expect(file).toMatch(/^capture-\d{8}T\d{9}Z-\d{4}\.jsonl$/);
+    for (const file of files.slice(0, 2)) expect(file).toMatch(/^capture-\d{8}T\d{9}Z-\d+-\d{4}\.jsonl$/);
+    for (const file of files) expect((await stat(path.join(dir, file))).mode & 0o777, file).toBe(0o600);
     for (const file of files) expect((await readFile(path.join(dir, file))).byteLength).toBeLessThanOrEqual(2000);
     expect((await capturedLines(dir)).length).toBeLessThan(25);
   });
 
-  it.each([
+  it.for([
     ['a read-only directory', readOnlyDir],
     ['a directory that cannot be made (below a regular file)', belowAFile],
-  ])('with %s, predictions answer 200 and every record is counted as dropped', async (_, unwritable) => {
+  ] as const)('with %s, predictions answer 200 and every record is counted as dropped', async ([, unwritable], ctx) => {
     const dir = await unwritable();
-    if (dir === undefined) return;
+    // Root on a file system without chattr: nothing here can make a directory read-only. Shown as
+    // skipped; the failing-opener cases below cover the same path on every machine.
+    if (dir === undefined) ctx.skip('no way to make a read-only directory here (root without chattr +i)');
+    await expectDroppedAsOpenFailed(dir as string);
+  });
+
+  it.for(['EROFS', 'EACCES', 'ENOSPC'])(
+    'when the capture file cannot be opened (%s), predictions answer 200 and every record is counted as dropped',
+    async (code) => {
+      seam.failure = code;
+      await expectDroppedAsOpenFailed(await tempDir());
+    },
+  );
+
+  async function expectDroppedAsOpenFailed(dir: string): Promise<void> {
     const { lines, logStream } = captureLogs();
     const app = await captureApp({ CAPTURE_DIR: dir, CAPTURE_SAMPLE: '1', LOG_LEVEL: 'warn' }, { logStream });
     for (let n = 0; n < 5; n++) await predictLinear(app, PODS);
@@ -182,7 +212,7 @@ describe('data capture (CAPTURE_DIR, CAPTURE_SAMPLE)', () => {
     expect(lines.filter((line) => line.msg === 'capture cannot write: records are dropped until it can')).toHaveLength(
       1,
     );
-  });
+  }
 
   it('is off without CAPTURE_DIR, or with CAPTURE_SAMPLE=0: no file, no capture metrics', async () => {
     const dir = await tempDir();
