@@ -26,7 +26,8 @@
  *                         API on: the linear-8 case for BENCH_SCENARIO_SECONDS, then as long again
  *                         while versions 2 and 1 are promoted in turn once a second (claim: no
  *                         error, p99 < 2× the calm p99);
- *   capture               two servers of their own, capture off and CAPTURE_SAMPLE=1 into a temporary
+ *   capture               two servers of their own, capture off and on (CAPTURE_SAMPLE=BENCH_CAPTURE_SAMPLE,
+ *                         1 by default: every request captured, the worst case) into a temporary
  *                         folder: the linear-8 case in alternating rounds (off, on, …), then at
  *                         BENCH_LIGHT_CONNECTIONS, alternating too; reported: on ÷ off req/s, p50 and p99, and the
  *                         records written and dropped (claim: capture adds no measurable latency,
@@ -46,7 +47,8 @@
  * tsx), BENCH_SCENARIO_SECONDS (10), BENCH_LARGE_REQUESTS (10), BENCH_CSV_BYTES (6000000),
  * BENCH_LIGHT_CONNECTIONS (1), BENCH_SERVER_ENV (space-separated NAME=value settings for the
  * server, to measure what one costs: "METRICS_ENABLED=false", "BATCH_MAX_ROWS=0"), BENCH_CPU_PROF
- * (true: the server runs with --cpu-prof, its profile under bench/results/throughput-<stamp>-cpu/).
+ * (true: the server runs with --cpu-prof, its profile under bench/results/throughput-<stamp>-cpu/),
+ * BENCH_CAPTURE_SAMPLE (1: the capture scenario's CAPTURE_SAMPLE).
  *
  * The 2-core machine runs the server, the baseline and the load generator at once; that is why the
  * ratios, not the absolute req/s, are the result, and why wrk runs one thread.
@@ -97,6 +99,8 @@ interface Settings {
   connections: number;
   cases: string[] | undefined;
   cpuProfile: boolean;
+  /** CAPTURE_SAMPLE of the capture scenario's server with capture on. */
+  captureSample: number;
   /** Run dist/server.js (built first), as `npm start` does; src/server.ts through tsx otherwise. */
   built: boolean;
   scenarioSeconds: number;
@@ -130,6 +134,7 @@ function settings(): Settings {
     connections: Math.round(setting('BENCH_CONNECTIONS', 50, 1)),
     cases: cases === undefined || cases.length === 0 ? undefined : cases,
     cpuProfile: process.env.BENCH_CPU_PROF === 'true',
+    captureSample: setting('BENCH_CAPTURE_SAMPLE', 1, 0),
     built: process.env.BENCH_SERVER !== 'source',
     scenarioSeconds: Math.round(setting('BENCH_SCENARIO_SECONDS', 10, 2)),
     largeRequests: Math.round(setting('BENCH_LARGE_REQUESTS', 10, 1)),
@@ -558,7 +563,7 @@ async function captureScenario(load: LoadGenerator, item: Case, config: Settings
       return { port: server.port, path: item.path, headers: item.headers, body: item.body };
     };
     const off = await start({});
-    const on = await start({ CAPTURE_DIR: dir, CAPTURE_SAMPLE: '1' });
+    const on = await start({ CAPTURE_DIR: dir, CAPTURE_SAMPLE: String(config.captureSample) });
     await load.run(off, config.connections, config.warmupSeconds);
     await load.run(on, config.connections, config.warmupSeconds);
     const alternating = async (connections: number) => {
@@ -738,7 +743,7 @@ async function run(context: BenchContext): Promise<Record<string, unknown>> {
       swaps = await predictDuringSwaps(load, linear8, config);
     }
     if (scenarios.includes('capture')) {
-      out('/predict with capture off and CAPTURE_SAMPLE=1 (two servers of their own)…');
+      out(`/predict with capture off and CAPTURE_SAMPLE=${config.captureSample} (two servers of their own)…`);
       capture = await captureScenario(load, cases().find((c) => c.id === 'linear-8') as Case, config);
     }
   } finally {
@@ -828,7 +833,7 @@ async function run(context: BenchContext): Promise<Record<string, unknown>> {
     const side = (s: Side) => `${fmt(s.requestsPerSecond, 0)} req/s, p50 ${fmt(s.p50Ms, 2)}, p99 ${fmt(s.p99Ms, 2)} ms`;
     const lightSide = (s: Side) => `p50 ${fmt(s.p50Ms, 3)}, p99 ${fmt(s.p99Ms, 3)} ms`;
     out(
-      `/predict ${LINEAR} 8 pods, capture on (CAPTURE_SAMPLE=1) ÷ off: req/s ${fmt(capture.ratios.requestsPerSecond, 3)}, ` +
+      `/predict ${LINEAR} 8 pods, capture on (CAPTURE_SAMPLE=${config.captureSample}) ÷ off: req/s ${fmt(capture.ratios.requestsPerSecond, 3)}, ` +
         `p50 ${fmt(capture.ratios.p50, 3)}, p99 ${fmt(capture.ratios.p99, 3)} (medians of round pairs); ` +
         `on: ${side(capture.on)}; off: ${side(capture.off)}; at ${config.lightConnections} connection(s): ` +
         `on ${lightSide(capture.light.on)}, off ${lightSide(capture.light.off)}; ${capture.written} records written, ` +
