@@ -66,18 +66,7 @@ function predictionObserver(
   const { metrics, predictionTaps } = app;
   const tell = (model: ModelVersion, call: (tap: PredictionTap, where: PredictionContext) => void) => {
     if (predictionTaps.length === 0) return;
-    // Made only if a tap reads it: most predictions are not captured, and drift needs no context.
-    let made: PredictionContext | undefined;
-    const where: PredictionContext = {
-      get route() {
-        made ??= context();
-        return made.route;
-      },
-      get requestId() {
-        made ??= context();
-        return made.requestId;
-      },
-    };
+    const where = context();
     for (const tap of predictionTaps) {
       try {
         call(tap, where);
