@@ -29,6 +29,7 @@ import { createSigner } from 'fast-jwt';
 import tar from 'tar-stream';
 import { LOOPBACK_HOST, loopbackRequest, ServerChild } from './lib/loopback.js';
 import { linearOnnxModel } from './onnx-linear.js';
+import { seededRandom } from './synthetic-pods.js';
 
 // ---------------------------------------------------------------------------------------------
 // Settings
@@ -994,7 +995,7 @@ async function main(): Promise<number> {
   const pickGood = picker(goodOnes);
   const pickBad = picker(badOnes);
   const worker = async (index: number) => {
-    const random = mulberry32(SEED * 1000 + index);
+    const random = seededRandom(SEED * 1000 + index);
     while (running()) {
       issued++;
       const template = badOnes.length > 0 && random() < BAD_SHARE ? pickBad(random()) : pickGood(random());
@@ -1197,18 +1198,6 @@ async function main(): Promise<number> {
     }),
   );
   return ok ? 0 : 1;
-}
-
-/** A small seeded PRNG: the same seed picks the same request mix on each connection. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 // The server child, if started, is killed on exit by scripts/lib/loopback.ts.

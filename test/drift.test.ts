@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { seededRandom as random } from '../scripts/synthetic-pods.js';
 import {
   binOf,
   DriftMonitor,
@@ -21,17 +22,6 @@ function matrix(rows: readonly (readonly number[])[]): Matrix {
 }
 
 const shares = (bins: { shares: Float64Array }) => [...bins.shares].map((share) => Number(share.toFixed(12)));
-
-/** A seeded generator (mulberry32): the same values on every run. */
-function random(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** `count` values of a distribution, drawn with a seed. */
 const sample = (count: number, seed: number, draw: (next: () => number) => number) => {

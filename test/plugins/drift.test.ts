@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
+import { seededRandom as random } from '../../scripts/synthetic-pods.js';
 import { buildApp } from '../../src/app.js';
 import { featureStatsOfRows } from '../../src/feature-stats.js';
 import type { FeatureStats } from '../../src/registry/metadata.js';
@@ -39,17 +40,6 @@ async function driftApp(entries: Record<string, Uint8Array | string>, env: Recor
   apps.push(app);
   await app.ready();
   return app;
-}
-
-/** A seeded generator (mulberry32): the same rows on every run. */
-function random(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**
