@@ -11,15 +11,9 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CsvError, parse } from 'csv-parse/sync';
+import { DECIMAL } from '../src/codecs/csv.js';
 import { featureStatsOf } from '../src/feature-stats.js';
 import { METADATA_FILE } from '../src/registry/metadata.js';
-
-/**
- * A decimal number: optional sign, digits with an optional fraction (or a fraction alone), optional
- * exponent. The same rule as the CSV request codec's (src/codecs/csv.ts), so that training data and
- * requests read numbers alike; Number() alone would also take 0x10, 0b11, 0o7 and Infinity.
- */
-export const DECIMAL = /^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$/;
 
 export const USAGE = 'usage: npm run stats -- <model-version-dir> <training.csv>';
 

@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { ApiError } from './errors.js';
 
 const MAX_PROBLEMS = 10;
 const MAX_MESSAGE = 200;
@@ -14,4 +15,17 @@ export function zodProblems(error: z.ZodError): string[] {
   });
   const more = error.issues.length - MAX_PROBLEMS;
   return more > 0 ? [...problems, `and ${more} more`] : problems;
+}
+
+/**
+ * Parses one part of a request, or answers 400 naming the field and the problem: `invalid_body`
+ * for the body, as on every other route, `bad_request` for the URL (path and query). No value (an
+ * empty body) is read as an empty object.
+ */
+export function parseRequestPart<T>(schema: z.ZodType<T>, value: unknown, part: string): T {
+  const parsed = schema.safeParse(value ?? {});
+  if (parsed.success) return parsed.data;
+  const [first] = parsed.error.issues;
+  const field = first?.path.length ? first.path.join('.') : part;
+  throw new ApiError(part === 'body' ? 'invalid_body' : 'bad_request', zodProblems(parsed.error).join('; '), field);
 }

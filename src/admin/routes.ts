@@ -5,7 +5,7 @@ import { MODEL_NAME_PATTERN, MODEL_NAME_RULE } from '../config.js';
 import { ApiError } from '../errors.js';
 import type { ServingChange } from '../registry/registry.js';
 import { MAX_SPLIT_LABELS, NO_TRAFFIC_POLICY } from '../traffic.js';
-import { zodProblems } from '../zod-problems.js';
+import { parseRequestPart } from '../zod-problems.js';
 
 const name = z.string().regex(MODEL_NAME_PATTERN, MODEL_NAME_RULE);
 // Exactly as a version folder is named: `1.0`, `0x10` or `1e3` must not quietly mean another version.
@@ -30,18 +30,6 @@ const trafficBody = z.strictObject({
   shadow: z.string().max(128).optional(),
   shadowShare: z.number().default(1),
 });
-
-/**
- * Parses one part of the request, or answers 400 naming the field and the problem: `invalid_body`
- * for the body, as on every other route, `bad_request` for the URL (path and query).
- */
-export function parse<T>(schema: z.ZodType<T>, value: unknown, part: string): T {
-  const parsed = schema.safeParse(value ?? {});
-  if (parsed.success) return parsed.data;
-  const [first] = parsed.error.issues;
-  const field = first?.path.length ? first.path.join('.') : part;
-  throw new ApiError(part === 'body' ? 'invalid_body' : 'bad_request', zodProblems(parsed.error).join('; '), field);
-}
 
 /**
  * The admin API (under /admin, behind the token check): list, load, upload, promote, label,
@@ -80,7 +68,7 @@ export default async function adminRoutes(app: FastifyInstance) {
   app.get('/models', async () => app.models.status());
 
   app.get('/models/:name', async (request) => {
-    const { name: model } = parse(modelParams, request.params, 'name');
+    const { name: model } = parseRequestPart(modelParams, request.params, 'name');
     const status = modelStatus(model);
     if (status === undefined) throw new ApiError('unknown_model', `no model named "${model}" is known`, 'name');
     return status;
@@ -88,7 +76,7 @@ export default async function adminRoutes(app: FastifyInstance) {
 
   // Drift signals of every loaded version (src/drift.ts); 404 for a model the registry does not know.
   app.get('/models/:name/drift', async (request) => {
-    const { name: model } = parse(modelParams, request.params, 'name');
+    const { name: model } = parseRequestPart(modelParams, request.params, 'name');
     const loaded = app.models.get(model);
     if (loaded === undefined && modelStatus(model) === undefined) {
       throw new ApiError('unknown_model', `no model named "${model}" is known`, 'name');
@@ -97,8 +85,8 @@ export default async function adminRoutes(app: FastifyInstance) {
   });
 
   app.post('/models/:name/versions/:version/load', async (request) => {
-    const { name: model, version: v } = parse(versionParams, request.params, 'version');
-    const promote = parse(promoteQuery, request.query, 'promote').promote === 'true';
+    const { name: model, version: v } = parseRequestPart(versionParams, request.params, 'version');
+    const promote = parseRequestPart(promoteQuery, request.query, 'promote').promote === 'true';
     return audited(request, 'load', { model, version: v, promote }, () => app.models.load(model, v, promote));
   });
 
@@ -111,8 +99,8 @@ export default async function adminRoutes(app: FastifyInstance) {
     );
     const upload = { bodyLimit: maxModelBytes, config: { modelUpload: true } };
     scope.put('/models/:name/versions/:version', upload, async (request, reply) => {
-      const { name: model, version: v } = parse(versionParams, request.params, 'version');
-      const promote = parse(promoteQuery, request.query, 'promote').promote === 'true';
+      const { name: model, version: v } = parseRequestPart(versionParams, request.params, 'version');
+      const promote = parseRequestPart(promoteQuery, request.query, 'promote').promote === 'true';
       const result = await audited(request, 'upload', { model, version: v, promote }, async () => {
         const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
         const files = await unpackArchive(body, archiveLimits).catch((error: unknown) => {
@@ -126,30 +114,30 @@ export default async function adminRoutes(app: FastifyInstance) {
   });
 
   app.post('/models/:name/promote', async (request) => {
-    const { name: model } = parse(modelParams, request.params, 'name');
-    const { version: v } = parse(versionBody, request.body, 'body');
+    const { name: model } = parseRequestPart(modelParams, request.params, 'name');
+    const { version: v } = parseRequestPart(versionBody, request.body, 'body');
     return audited(request, 'promote', { model, version: v }, () => app.models.promote(model, v));
   });
 
   app.delete('/models/:name/versions/:version', async (request) => {
-    const { name: model, version: v } = parse(versionParams, request.params, 'version');
-    const force = parse(forceQuery, request.query, 'force').force === 'true';
+    const { name: model, version: v } = parseRequestPart(versionParams, request.params, 'version');
+    const force = parseRequestPart(forceQuery, request.query, 'force').force === 'true';
     return audited(request, 'unload', { model, version: v, force }, () => app.models.unload(model, v, force));
   });
 
   app.post('/models/:name/reload', async (request) => {
-    const { name: model } = parse(modelParams, request.params, 'name');
+    const { name: model } = parseRequestPart(modelParams, request.params, 'name');
     return audited(request, 'reload', { model }, () => app.models.reload(model));
   });
 
   app.put('/models/:name/labels/:label', async (request) => {
-    const { name: model, label } = parse(labelParams, request.params, 'label');
-    const { version: v } = parse(versionBody, request.body, 'body');
+    const { name: model, label } = parseRequestPart(labelParams, request.params, 'label');
+    const { version: v } = parseRequestPart(versionBody, request.body, 'body');
     return audited(request, 'label', { model, label, version: v }, () => app.models.setLabel(model, label, v));
   });
 
   app.put('/models/:name/traffic', async (request) => {
-    const { name: model } = parse(modelParams, request.params, 'name');
+    const { name: model } = parseRequestPart(modelParams, request.params, 'name');
     // No body is not "clear the policy": DELETE says that.
     if (request.body === undefined || request.body === null) {
       throw new ApiError(
@@ -158,7 +146,7 @@ export default async function adminRoutes(app: FastifyInstance) {
         'body',
       );
     }
-    const { split, shadow, shadowShare } = parse(trafficBody, request.body, 'body');
+    const { split, shadow, shadowShare } = parseRequestPart(trafficBody, request.body, 'body');
     const policy = { split: new Map(Object.entries(split)), shadow, shadowShare };
     return audited(request, 'traffic', { model, split, shadow, shadowShare }, () =>
       app.models.setTraffic(model, policy),
@@ -166,12 +154,12 @@ export default async function adminRoutes(app: FastifyInstance) {
   });
 
   app.delete('/models/:name/traffic', async (request) => {
-    const { name: model } = parse(modelParams, request.params, 'name');
+    const { name: model } = parseRequestPart(modelParams, request.params, 'name');
     return audited(request, 'traffic', { model, cleared: true }, () => app.models.setTraffic(model, NO_TRAFFIC_POLICY));
   });
 
   app.delete('/models/:name/labels/:label', async (request) => {
-    const { name: model, label } = parse(labelParams, request.params, 'label');
+    const { name: model, label } = parseRequestPart(labelParams, request.params, 'label');
     return audited(request, 'unlabel', { model, label }, () => app.models.removeLabel(model, label));
   });
 }

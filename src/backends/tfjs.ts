@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { asFloat32 } from '../matrix.js';
+import { isInside } from '../paths.js';
 import { type Backend, type LoadedModel, outputMatrix, readJsonFile } from './backend.js';
 
 const MODEL_FILE = 'model.json';
@@ -79,8 +80,7 @@ export function fileLoader(dir: string): tf.io.IOHandler {
 
 function insideFolder(dir: string, relative: string): string {
   const resolved = path.resolve(dir, relative);
-  const fromDir = path.relative(path.resolve(dir), resolved);
-  if (fromDir === '' || fromDir === '..' || fromDir.startsWith(`..${path.sep}`) || path.isAbsolute(fromDir)) {
+  if (!isInside(path.resolve(dir), resolved)) {
     throw new Error(`weight shard "${relative}" lies outside the model folder`);
   }
   return resolved;

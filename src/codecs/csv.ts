@@ -10,8 +10,13 @@ import {
   NON_FINITE_MESSAGE,
 } from '../matrix.js';
 
-// Spaces around a value are allowed (Number() ignores them), so fields need no trimming first.
-const DECIMAL = /^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$/;
+/**
+ * A decimal number: optional sign, digits with an optional fraction (or a fraction alone), optional
+ * exponent; Number() alone would also take 0x10, 0b11, 0o7 and Infinity. Spaces around a value are
+ * allowed (Number() ignores them), so fields need no trimming first. Training CSVs are read by the
+ * same rule (scripts/feature-stats.ts), so that they and requests read numbers alike.
+ */
+export const DECIMAL = /^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$/;
 const NON_FINITE = /^\s*[+-]?(?:nan|inf|infinity)\s*$/i;
 
 export interface CsvOptions extends MatrixLimits {

@@ -4,7 +4,7 @@ import { READ_SCOPE, requireAdminScope, WRITE_SCOPE } from '../admin/auth.js';
 import { ApiError } from '../errors.js';
 import type { VersionState } from '../registry/registry.js';
 import { scanRepository } from '../registry/repository.js';
-import { zodProblems } from '../zod-problems.js';
+import { parseRequestPart } from '../zod-problems.js';
 
 /** The name GET /v2 lists in `extensions` when these routes exist. */
 export const REPOSITORY_EXTENSION = 'model_repository';
@@ -34,15 +34,6 @@ const unloadBody = z.object({
 
 type NameParams = { Params: { name: string } };
 
-/** The body, or 400 invalid_body naming the field; an empty body is an empty request object. */
-function parseBody<T>(schema: z.ZodType<T>, value: unknown): T {
-  const parsed = schema.safeParse(value ?? {});
-  if (parsed.success) return parsed.data;
-  const [first] = parsed.error.issues;
-  const field = first?.path.length ? first.path.join('.') : 'body';
-  throw new ApiError('invalid_body', zodProblems(parsed.error).join('; '), field);
-}
-
 /**
  * The KServe V2 / Triton model repository extension (POST /v2/repository/index,
  * /v2/repository/models/{name}/load and /unload), registered inside the /v2 plugin so that its
@@ -54,13 +45,13 @@ export default async function openInferenceRepository(app: FastifyInstance) {
   const write = { onRequest: requireAdminScope(WRITE_SCOPE) };
 
   app.post('/repository/index', read, async (request) => {
-    const { ready } = parseBody(indexBody, request.body);
+    const { ready } = parseRequestPart(indexBody, request.body, 'body');
     const entries = await repositoryIndex(request);
     return ready === true ? entries.filter((entry) => entry.state === 'READY') : entries;
   });
 
   app.post<NameParams>('/repository/models/:name/load', write, async (request) => {
-    const { parameters: given = {} } = parseBody(loadBody, request.body);
+    const { parameters: given = {} } = parseRequestPart(loadBody, request.body, 'body');
     const unsupported = Object.keys(given).find((key) => key === 'config' || key.startsWith('file:'));
     if (unsupported !== undefined) {
       throw new ApiError(
@@ -76,7 +67,7 @@ export default async function openInferenceRepository(app: FastifyInstance) {
 
   app.post<NameParams>('/repository/models/:name/unload', write, async (request) => {
     // unload_dependents is accepted and has nothing to do: wattserve has no ensembles.
-    parseBody(unloadBody, request.body);
+    parseRequestPart(unloadBody, request.body, 'body');
     const { name } = request.params;
     await audited(request, 'v2_unload', name, () => unloadModel(name));
     return {};

@@ -2,10 +2,11 @@ import { readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { parse } from '../admin/routes.js';
 import { MODEL_NAME_PATTERN, MODEL_NAME_RULE } from '../config.js';
 import { ApiError } from '../errors.js';
+import { isInside } from '../paths.js';
 import type { ModelSnapshot } from '../registry/registry.js';
+import { parseRequestPart } from '../zod-problems.js';
 import { answerInvocation, echoCustomAttributes } from './sagemaker.js';
 
 /** Models per ListModels page when SageMaker asks for no page size (it never does). */
@@ -44,14 +45,14 @@ export default async function sagemakerMultiModelProtocol(app: FastifyInstance) 
   app.addHook('onSend', echoCustomAttributes);
 
   app.post('/models', async (request) => {
-    const { model_name: name, url } = parse(loadBody, request.body, 'body');
+    const { model_name: name, url } = parseRequestPart(loadBody, request.body, 'body');
     const dir = await modelFolder(url, repository);
     await app.models.loadFolder(name, dir, url);
     return { modelName: name, modelUrl: url };
   });
 
   app.get('/models', async (request) => {
-    const query = parse(listQuery, request.query, 'query');
+    const query = parseRequestPart(listQuery, request.query, 'query');
     const token = query.next_page_token ?? query.nextPageToken;
     return listPage(app.models.list(), token, query.page_size ?? DEFAULT_PAGE_SIZE);
   });
@@ -155,10 +156,4 @@ async function refuseLinksOut(folder: string): Promise<void> {
       throw new ApiError('invalid_body', `the folder's ${entry.name} is a link that leads out of it`, 'url');
     }
   }
-}
-
-/** Whether `candidate` lies below `root` (not the root itself). */
-function isInside(root: string, candidate: string): boolean {
-  const relative = path.relative(root, candidate);
-  return relative !== '' && !path.isAbsolute(relative) && relative.split(path.sep)[0] !== '..';
 }
